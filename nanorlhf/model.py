@@ -1,0 +1,292 @@
+"""
+A GPT-2 in one file: the policy, the SFT reference, the reward model and the value function.
+
+Same architecture as GPT-2 (pre-LN blocks, learned positions, tanh-GELU MLP, tied embeddings,
+dropout), with the layer names of GPT-2 so its weights load by name. Where it departs from GPT-2:
+- An optional scalar head (`GPTConfig.scalar_head`). InstructGPT's reward model is "the SFT model
+  with the final unembedding layer removed" and a scalar output; the PPO value function is
+  initialized from the RM. Both are this class with `scalar_head=True`.
+- Attention goes through one function, `attention()`, with a backend switch: PyTorch SDPA (the
+  reference; CPU) or the hand-written Triton flash-attention kernel (CUDA, `kernels/`).
+- Batched generation with a KV cache for prompts of different lengths: prompts are LEFT-padded,
+  an attention mask hides the pads, and positions are counted from each row's first real token,
+  so a padded row computes exactly what it would alone.
+"""
+import json
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# "sdpa" (PyTorch reference) or "triton" (kernels.flash_attention); "auto" = triton on CUDA.
+ATTENTION_BACKEND = os.environ.get("NANORLHF_ATTENTION", "auto")
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 256  # context length: prompt + response of the embedded world fit in ~64
+    vocab_size: int = 4096  # the embedded BPE's size (GPT-2's is 50257)
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128  # a width-128 model matched width 256 after 3 CPU-minutes (MEASURED.md)
+    dropout: float = 0.0  # the paper uses residual dropout 0.2 for SFT; PPO needs 0 (ratio == 1)
+    bias: bool = True  # GPT-2 has biases in Linear and LayerNorm
+    scalar_head: bool = False  # True: reward model / value function (no unembedding)
+
+
+def attention(q, k, v, mask=None):
+    """Causal self-attention. q, k, v: (B, nh, T, hs). mask: None (plain causal) or a bool
+    (B, 1, Tq, Tk) of allowed keys (padding and KV cache). The Triton kernel handles the plain
+    causal case, which is every training forward; masked generation stays on SDPA."""
+    use_triton = ATTENTION_BACKEND == "triton" or (ATTENTION_BACKEND == "auto" and q.is_cuda)
+    if mask is None and use_triton:
+        from kernels import flash_attention
+        return flash_attention(q, k, v, causal=True)
+    if mask is None:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        assert cfg.n_embd % cfg.n_head == 0, "n_embd must be a multiple of n_head"
+        self.n_head = cfg.n_head
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # q, k, v at once
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, mask=None, cache=None):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        if cache is not None:  # append this step's keys/values, attend over everything so far
+            k, v = cache.update(k, v)  # (B, nh, Tk, hs)
+        y = attention(q, k, v, mask)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
+        self.gelu = nn.GELU(approximate="tanh")  # GPT-2's "gelu_new"
+        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, mask=None, cache=None):
+        x = x + self.attn(self.ln_1(x), mask, cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+class KVCache:
+    """Preallocated keys and values of one layer: (B, nh, T_max, hs) each, filled left to right."""
+
+    def __init__(self, B, nh, T_max, hs, device, dtype):
+        self.k = torch.zeros(B, nh, T_max, hs, device=device, dtype=dtype)
+        self.v = torch.zeros(B, nh, T_max, hs, device=device, dtype=dtype)
+        self.t = 0
+
+    def update(self, k, v):
+        T = k.size(2)
+        self.k[:, :, self.t:self.t + T] = k
+        self.v[:, :, self.t:self.t + T] = v
+        self.t += T
+        return self.k[:, :, :self.t], self.v[:, :, :self.t]
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.config = cfg
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),
+            wpe=nn.Embedding(cfg.block_size, cfg.n_embd),
+            drop=nn.Dropout(cfg.dropout),
+            h=nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)]),
+            ln_f=nn.LayerNorm(cfg.n_embd, bias=cfg.bias),
+        ))
+        if cfg.scalar_head:
+            self.score_head = nn.Linear(cfg.n_embd, 1)  # r(x, y): replaces the unembedding
+        else:
+            self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+            self.lm_head.weight = self.transformer.wte.weight  # tied, as in GPT-2
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: scale residual projections by 1/sqrt(2 * n_layer)
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    def _init_weights(self, m):
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+
+    def num_params(self):
+        return sum(p.numel() for p in self.parameters())  # tied weights are counted once
+
+    def forward(self, idx, attn_mask=None, pos=None, caches=None, return_hidden=False):
+        """idx: (B, T) token ids. attn_mask: optional bool (B, 1, T, Tk) of allowed keys (padding);
+        pos: optional (B, T) positions (default 0..T-1); caches: list of KVCache for generation.
+        Returns logits (B, T, V), or scores (B, T) with a scalar head, or hidden states (B, T, C)."""
+        B, T = idx.shape
+        if pos is None:
+            pos = torch.arange(T, device=idx.device).unsqueeze(0)  # (1, T)
+        if int(pos.max()) >= self.config.block_size:
+            raise ValueError(f"sequence position {int(pos.max())} exceeds block_size {self.config.block_size}")
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, attn_mask, None if caches is None else caches[i])
+        x = self.transformer.ln_f(x)  # (B, T, C)
+        if return_hidden:
+            return x
+        if self.config.scalar_head:
+            return self.score_head(x).squeeze(-1)  # (B, T)
+        return self.lm_head(x)  # (B, T, V)
+
+    def score(self, idx, lengths):
+        """Scalar output read at the last real token of each right-padded row: (B,) from idx (B, T)
+        and lengths (B,). Padding after that token cannot reach it (causal attention)."""
+        s = self(idx)  # (B, T)
+        return s.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+
+
+# -----------------------------------------------------------------------------
+# Generation
+
+def sample_next_token(logits, generator=None, temperature=1.0, top_k=None):
+    """logits (B, V) -> (B,) token ids. temperature 0 means greedy."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = logits.float() / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.size(-1)), dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = F.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+@torch.no_grad()
+def generate(model, prompts, max_new_tokens, eot_id, temperature=1.0, top_k=None, generator=None,
+             use_cache=True):
+    """Sample continuations of a batch of prompts (lists of token ids, any lengths).
+    Returns (tokens, gen_mask): tokens (B, P + N) with the prompts left-padded (pad = eot_id) and
+    gen_mask (B, P + N) True on generated tokens, including each row's end-of-text, which stops
+    that row. `use_cache=False` recomputes the whole sequence each step (the reference)."""
+    device = next(model.parameters()).device
+    B, P = len(prompts), max(len(p) for p in prompts)
+    N = min(max_new_tokens, model.config.block_size - P)
+    if N <= 0:
+        raise ValueError(f"prompt of {P} tokens leaves no room in block_size {model.config.block_size}")
+    tokens = torch.full((B, P + N), eot_id, dtype=torch.long, device=device)
+    valid = torch.zeros(B, P + N, dtype=torch.bool, device=device)  # real (non-pad) tokens
+    for b, p in enumerate(prompts):
+        tokens[b, P - len(p):P] = torch.tensor(p, dtype=torch.long)
+        valid[b, P - len(p):P] = True
+    pos_all = (valid.long().cumsum(1) - 1).clamp(min=0)  # positions count real tokens only
+    pos_all[:, P:] = pos_all[:, P - 1:P] + torch.arange(1, N + 1, device=device)
+    causal = torch.ones(P + N, P + N, dtype=torch.bool, device=device).tril()
+    eye = torch.eye(P + N, dtype=torch.bool, device=device)  # pad queries see themselves: no NaN
+
+    def mask_for(q0, q1):  # allowed keys for queries q0..q1-1 over keys 0..q1-1: (B, 1, Tq, Tk)
+        return (causal[q0:q1, :q1] & (valid[:, None, :q1] | eye[q0:q1, :q1])).unsqueeze(1)
+
+    caches = None
+    if use_cache:
+        c = model.config
+        dtype = next(model.parameters()).dtype
+        caches = [KVCache(B, c.n_head, P + N, c.n_embd // c.n_head, device, dtype) for _ in range(c.n_layer)]
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    gen_mask = torch.zeros(B, P + N, dtype=torch.bool, device=device)
+    t0 = 0  # first position not yet in the cache
+    for t in range(P, P + N):
+        q0 = t0 if use_cache else 0
+        logits = model(tokens[:, q0:t], mask_for(q0, t), pos_all[:, q0:t], caches)[:, -1]  # (B, V)
+        t0 = t
+        nxt = sample_next_token(logits, generator, temperature, top_k)
+        tokens[:, t] = torch.where(done, torch.full_like(nxt, eot_id), nxt)
+        gen_mask[:, t] = ~done
+        valid[:, t] = True  # finished rows keep a harmless eot pad, never read
+        done |= nxt == eot_id
+        if bool(done.all()):
+            break
+    return tokens[:, :t + 1], gen_mask[:, :t + 1]
+
+
+# -----------------------------------------------------------------------------
+# GPT-2 weights from a local Hugging Face folder (config.json + model.safetensors or pytorch_model.bin)
+
+def _read_safetensors(path):
+    """The safetensors format is 8 bytes of header length, a JSON header, then raw little-endian
+    tensors: 15 lines instead of a dependency."""
+    dtypes = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
+              "I64": torch.int64, "U8": torch.uint8, "BOOL": torch.bool}
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+        data = bytearray(f.read())
+    out = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = meta["data_offsets"]
+        out[name] = torch.frombuffer(data[a:b], dtype=dtypes[meta["dtype"]]).reshape(meta["shape"]).clone() \
+            if b > a else torch.zeros(meta["shape"], dtype=dtypes[meta["dtype"]])
+    return out
+
+
+def from_pretrained_gpt2(folder):
+    """Load GPT-2 weights from a local Hugging Face checkpoint folder. Never downloads."""
+    cfg_path = os.path.join(folder, "config.json")
+    if not os.path.isfile(cfg_path):
+        raise FileNotFoundError(f"{folder}: no config.json (expected a Hugging Face GPT-2 folder)")
+    with open(cfg_path) as f:
+        hf = json.load(f)
+    cfg = GPTConfig(block_size=hf.get("n_positions", hf.get("n_ctx", 1024)), vocab_size=hf["vocab_size"],
+                    n_layer=hf["n_layer"], n_head=hf["n_head"], n_embd=hf["n_embd"], bias=True)
+    st, pt = os.path.join(folder, "model.safetensors"), os.path.join(folder, "pytorch_model.bin")
+    if os.path.isfile(st):
+        sd = _read_safetensors(st)
+    elif os.path.isfile(pt):
+        sd = torch.load(pt, map_location="cpu", weights_only=True)
+    else:
+        raise FileNotFoundError(f"{folder}: neither model.safetensors nor pytorch_model.bin")
+    model = GPT(cfg)
+    ours = model.state_dict()
+    # HF's Conv1D stores weights as (in, out); our nn.Linear wants (out, in).
+    transposed = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+    loaded = {}
+    for name, t in sd.items():
+        if name.endswith((".attn.bias", ".attn.masked_bias")):
+            continue  # causal-mask buffers, not weights
+        key = name if name.startswith(("transformer.", "lm_head.")) else "transformer." + name
+        if key not in ours:
+            raise KeyError(f"{folder}: unexpected tensor {name!r} for a GPT-2 checkpoint")
+        loaded[key] = t.t() if key.endswith(transposed) else t
+    loaded.setdefault("lm_head.weight", loaded["transformer.wte.weight"])  # tied
+    missing = set(ours) - set(loaded)
+    if missing:
+        raise KeyError(f"{folder}: checkpoint lacks {sorted(missing)[:5]}")
+    for key, t in loaded.items():
+        if t.shape != ours[key].shape:
+            raise ValueError(f"{folder}: {key} has shape {tuple(t.shape)}, expected {tuple(ours[key].shape)}")
+    model.load_state_dict({k: v.float() for k, v in loaded.items()})
+    return model

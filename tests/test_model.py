@@ -1,0 +1,169 @@
+"""The GPT: KV-cache generation equals cache-free generation, padding changes nothing, GPT-2
+weights load from a local Hugging Face folder, checkpoints round-trip without unpickling."""
+import json
+import os
+import struct
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nanorlhf.common import load_checkpoint, save_checkpoint, to_scalar_head
+from nanorlhf.model import GPT, GPTConfig, generate
+
+CFG = GPTConfig(block_size=64, vocab_size=97, n_layer=2, n_head=2, n_embd=32)
+
+
+def tiny(seed=0, **kw):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(**{**CFG.__dict__, **kw})).eval()
+
+
+def random_prompts(n, seed, vocab=97):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(1, vocab, (int(torch.randint(1, 12, (1,), generator=g)),), generator=g).tolist()
+            for _ in range(n)]
+
+
+@pytest.mark.parametrize("temperature,top_k", [(1.0, None), (0.7, 5), (0.0, None)])
+def test_kv_cache_generation_equals_cache_free(temperature, top_k):
+    model = tiny()
+    prompts = random_prompts(6, seed=1)
+    outs = []
+    for use_cache in (True, False):
+        g = torch.Generator().manual_seed(123)
+        outs.append(generate(model, prompts, 20, eot_id=0, temperature=temperature, top_k=top_k,
+                             generator=g, use_cache=use_cache))
+    assert torch.equal(outs[0][0], outs[1][0])
+    assert torch.equal(outs[0][1], outs[1][1])
+
+
+def test_padded_row_generates_as_if_alone():
+    """Left padding with the mask and shifted positions: a short prompt in a batch greedily
+    continues exactly as it does in a batch of one."""
+    model = tiny()
+    prompts = random_prompts(5, seed=2)
+    batch, mask = generate(model, prompts, 12, eot_id=0, temperature=0)
+    for b, p in enumerate(prompts):
+        alone, amask = generate(model, [p], 12, eot_id=0, temperature=0)
+        got = batch[b][mask[b]].tolist()
+        assert got == alone[0][amask[0]].tolist()[:len(got)]
+
+
+def test_generation_stops_at_eot_and_masks():
+    model = tiny()
+    prompts = random_prompts(8, seed=3)
+    free, _ = generate(model, prompts, 30, eot_id=96, temperature=0)  # 96 happens to be rare
+    eot = int(free[0, max(map(len, prompts)) + 2])  # row 0's third token: row 0 stops there
+    tokens, gen = generate(model, prompts, 30, eot_id=eot, temperature=0)
+    for row, m in zip(tokens, gen):
+        out = row[m].tolist()
+        assert eot not in out[:-1]  # nothing is generated after an end-of-text ...
+        assert out[-1] == eot or len(out) == tokens.size(1) - max(map(len, prompts))  # ... or the row ran out
+    P = max(map(len, prompts))
+    assert gen[0].sum() == free[0, P:].tolist().index(eot) + 1  # row 0 stopped at its first eot
+
+
+def test_scalar_head_reads_last_real_token_and_ignores_padding():
+    rm = to_scalar_head(tiny()).eval()
+    ids = torch.randint(1, 97, (3, 10))
+    lengths = torch.tensor([4, 10, 7])
+    padded = ids.clone()
+    for b, n in enumerate(lengths):
+        padded[b, n:] = 0
+    s1 = rm.score(ids, lengths)
+    s2 = rm.score(padded, lengths)
+    assert torch.allclose(s1, s2, atol=1e-6)
+    alone = torch.stack([rm.score(ids[b:b + 1, :n], lengths[b:b + 1])[0] for b, n in enumerate(lengths)])
+    assert torch.allclose(s1, alone, atol=1e-5)
+
+
+def test_checkpoint_round_trip_and_kind_check(tmp_path):
+    model = tiny()
+    path = tmp_path / "model.pt"
+    save_checkpoint(str(path), model, "nanorlhf", "policy")
+    loaded, tok, _ = load_checkpoint(str(path), kind="policy")
+    x = torch.randint(0, 97, (2, 9))
+    assert tok == "nanorlhf" and torch.equal(model(x), loaded(x))
+    with pytest.raises(ValueError, match="policy checkpoint, but a reward checkpoint is expected"):
+        load_checkpoint(str(path), kind="reward")
+
+
+def test_malicious_pickle_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "model.pt"
+    torch.save({"config": {}, "model": Evil()}, path)
+    with pytest.raises(ValueError, match="not a loadable nanorlhf checkpoint"):
+        load_checkpoint(str(path))
+    assert not marker.exists()
+
+
+# -----------------------------------------------------------------------------
+# GPT-2 from a local Hugging Face folder, checked against an independent computation
+
+def write_safetensors(path, tensors):
+    header, blobs, off = {}, [], 0
+    for name, t in tensors.items():
+        b = t.contiguous().numpy().tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def hf_gpt2_forward(sd, cfg, idx):
+    """GPT-2 straight from the Hugging Face tensors (Conv1D: x @ W with W (in, out))."""
+    C, nh = cfg["n_embd"], cfg["n_head"]
+    T = idx.size(1)
+    x = sd["wte.weight"][idx] + sd["wpe.weight"][:T]
+    ln = lambda x, p: F.layer_norm(x, (C,), sd[p + ".weight"], sd[p + ".bias"], 1e-5)
+    for i in range(cfg["n_layer"]):
+        p = f"h.{i}."
+        qkv = ln(x, p + "ln_1") @ sd[p + "attn.c_attn.weight"] + sd[p + "attn.c_attn.bias"]
+        q, k, v = (t.view(1, T, nh, C // nh).transpose(1, 2) for t in qkv.split(C, -1))
+        att = (q @ k.transpose(-1, -2)) / (C // nh) ** 0.5
+        att = att.masked_fill(torch.ones(T, T).triu(1).bool(), float("-inf")).softmax(-1)
+        y = (att @ v).transpose(1, 2).reshape(1, T, C)
+        x = x + y @ sd[p + "attn.c_proj.weight"] + sd[p + "attn.c_proj.bias"]
+        h = ln(x, p + "ln_2") @ sd[p + "mlp.c_fc.weight"] + sd[p + "mlp.c_fc.bias"]
+        h = 0.5 * h * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (h + 0.044715 * h ** 3)))
+        x = x + h @ sd[p + "mlp.c_proj.weight"] + sd[p + "mlp.c_proj.bias"]
+    return ln(x, "ln_f") @ sd["wte.weight"].T
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "bin"])
+def test_load_local_hf_gpt2(tmp_path, fmt):
+    from nanorlhf.model import from_pretrained_gpt2
+    cfg = {"n_embd": 24, "n_layer": 2, "n_head": 3, "n_positions": 32, "vocab_size": 50, "model_type": "gpt2"}
+    g = torch.Generator().manual_seed(0)
+    C = cfg["n_embd"]
+    shapes = {"wte.weight": (50, C), "wpe.weight": (32, C), "ln_f.weight": (C,), "ln_f.bias": (C,)}
+    for i in range(2):
+        p = f"h.{i}."
+        shapes.update({p + "ln_1.weight": (C,), p + "ln_1.bias": (C,), p + "ln_2.weight": (C,), p + "ln_2.bias": (C,),
+                       p + "attn.c_attn.weight": (C, 3 * C), p + "attn.c_attn.bias": (3 * C,),
+                       p + "attn.c_proj.weight": (C, C), p + "attn.c_proj.bias": (C,),
+                       p + "mlp.c_fc.weight": (C, 4 * C), p + "mlp.c_fc.bias": (4 * C,),
+                       p + "mlp.c_proj.weight": (4 * C, C), p + "mlp.c_proj.bias": (C,)})
+    sd = {k: torch.randn(s, generator=g) * 0.3 for k, s in shapes.items()}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    if fmt == "safetensors":
+        write_safetensors(tmp_path / "model.safetensors", sd)
+    else:
+        torch.save({"transformer." + k: v for k, v in sd.items()}, tmp_path / "pytorch_model.bin")
+    model = from_pretrained_gpt2(str(tmp_path)).eval()
+    idx = torch.randint(0, 50, (1, 11), generator=g)
+    torch.testing.assert_close(model(idx), hf_gpt2_forward(sd, cfg, idx), atol=1e-4, rtol=1e-4)
+
+
+def test_missing_hf_folder_is_a_clear_error(tmp_path):
+    from nanorlhf.model import from_pretrained_gpt2
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        from_pretrained_gpt2(str(tmp_path))
