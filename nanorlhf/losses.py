@@ -1,0 +1,189 @@
+"""The losses of InstructGPT (Ouyang et al. 2022), as pure functions.
+
+Tensors in, tensors out, no module state: that is what lets tests/test_losses.py
+check each one against a naive loop. In the algorithm's order:
+
+    lm_loss             SFT (response tokens) and the ptx term (all tokens)
+    rm_ranking_loss     the reward model's loss over the C(K,2) pairs of a ranking
+    kl_shaped_rewards   per-token reward: -beta * KL, plus the RM score at the end
+    gae                 generalized advantage estimation (reversed loop)
+    ppo_policy_loss     clipped surrogate
+    ppo_value_loss      clipped value loss
+    adaptive_kl_update  Ziegler et al. 2019's proportional controller for beta
+
+Shapes: B batch, T response tokens, K completions per prompt, V vocabulary.
+Every `mask` marks the real tokens; it may be bool or 0/1 float.
+"""
+import torch
+import torch.nn.functional as F
+
+
+def masked_mean(x, mask, dim=None):
+    """sum(x * mask) / sum(mask) over `dim` (all dims if None); 0 where the mask is empty."""
+    mask = mask.bool()
+    # torch.where, not x * mask: padding may hold -inf log-probs and -inf * 0 = NaN
+    total = torch.where(mask, x, 0.0).sum(dim)
+    count = mask.sum(dim).clamp(min=1)  # an all-padding row gives 0, not 0/0 = NaN
+    return total / count
+
+
+def masked_whiten(x, mask, shift_mean=True):
+    """(x - mean) / sqrt(var + 1e-8) with mean and (biased) var over the masked entries.
+
+    Whitening the advantages keeps the policy step size independent of the reward scale.
+    shift_mean=False adds the mean back (only rescales). Entries outside the mask are 0.
+    """
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    whitened = (x - mean) * torch.rsqrt(var + 1e-8)
+    if not shift_mean:
+        whitened = whitened + mean
+    return torch.where(mask.bool(), whitened, 0.0)
+
+
+def lm_loss(logits, targets, mask):
+    """Masked mean token negative log-likelihood, -E[log pi(x_t | x_<t)].
+
+    One function for two uses: SFT passes a mask over the response tokens only
+    (InstructGPT, section 3), PPO-ptx passes all tokens of pretraining text; the
+    caller multiplies the latter by gamma (objective: + gamma * E_pretrain[log pi(x)]).
+    logits (B, T, V) must already be aligned with targets (B, T): logits[:, t] predicts targets[:, t].
+    """
+    B, T, V = logits.shape
+    # padding targets may be -1 or any id; cross_entropy would raise on -1, so make them valid
+    targets = torch.where(mask.bool(), targets, 0)
+    nll = F.cross_entropy(logits.reshape(B * T, V), targets.reshape(B * T), reduction="none")
+    return masked_mean(nll.view(B, T), mask)
+
+
+def rm_ranking_loss(rewards, k):
+    """InstructGPT reward model loss:
+
+        loss(theta) = -1/C(K,2) * E_{(x, y_w, y_l) ~ D} [ log sigmoid( r(x, y_w) - r(x, y_l) ) ]
+
+    rewards (B, K): row b holds r(x_b, y) for the k[b] completions of prompt b, sorted
+    best first; columns >= k[b] are padding (any value, even NaN). k (B,): 2 <= k[b] <= K.
+    The C(k,2) pairs of one prompt form one batch element (mean over its pairs), then
+    mean over prompts, so a prompt with 9 completions does not outweigh one with 4.
+    Returns (loss, accuracy): accuracy = fraction of pairs with r_w > r_l, same weighting.
+    """
+    B, K = rewards.shape
+    idx = torch.arange(K, device=rewards.device)
+    valid = idx < k[:, None]  # (B, K)
+    # zero the padding first: garbage there would make NaN differences and NaN gradients
+    r = torch.where(valid, rewards, 0.0)
+    # pair (i, j) with i < j < k: completion i was ranked above j, so i is y_w and j is y_l
+    pairs = (idx[:, None] < idx[None, :]) & valid[:, None, :]  # (B, K, K)
+    diff = r[:, :, None] - r[:, None, :]  # (B, K, K) r_i - r_j
+    # logsigmoid, not log(sigmoid(.)): sigmoid underflows to 0 for large negative margins
+    per_prompt = masked_mean(-F.logsigmoid(diff), pairs, dim=(1, 2))  # (B,)
+    acc = masked_mean((diff > 0).to(rewards.dtype), pairs, dim=(1, 2))  # (B,)
+    return per_prompt.mean(), acc.mean()
+
+
+def kl_shaped_rewards(scores, logprobs, ref_logprobs, mask, beta):
+    """Per-token reward of Stiennon et al. 2020 / InstructGPT's PPO objective:
+
+        r_t = -beta * (log pi_RL(y_t) - log pi_SFT(y_t))  + [t == last] * r_theta(x, y)
+
+    Summed over t this is r_theta(x, y) - beta * log(pi_RL(y|x) / pi_SFT(y|x)).
+    scores (B,) from the RM; logprobs, ref_logprobs, mask (B, T), logprobs of the
+    sampled tokens, taken at the sampling temperature or the KL is not the policy's.
+    Returns (rewards (B, T), kl (B, T)), both zero outside the mask.
+    """
+    mask = mask.bool()
+    kl = torch.where(mask, logprobs - ref_logprobs, 0.0)  # (B, T) per-token estimate, not >= 0
+    rewards = -beta * kl
+    # index of the last real token: for right-padded responses starting at 0 this is
+    # mask.sum(1) - 1, and unlike that it stays right if prompt tokens precede the response
+    T = mask.shape[1]
+    pos = torch.arange(T, device=mask.device)
+    last = torch.where(mask, pos, 0).amax(1)  # (B,)
+    score = torch.where(mask.any(1), scores, 0.0)  # an empty response gets no score
+    rewards = rewards + (pos == last[:, None]) * score[:, None]  # (B, T)
+    return rewards, kl
+
+
+@torch.no_grad()
+def gae(rewards, values, mask, gamma, lam):
+    """Generalized advantage estimation (Schulman et al. 2016), reversed loop over T:
+
+        delta_t = r_t + gamma * V_{t+1} * m_{t+1} - V_t
+        A_t     = delta_t + gamma * lam * m_{t+1} * A_{t+1}
+
+    i.e. A_t = sum_l (gamma * lam)^l delta_{t+l} within the response. The bandit episode
+    ends at the last real token, so the value after it is 0 (m_{t+1} = 0 there).
+    rewards, values, mask (B, T). Returns (advantages, returns = advantages + values),
+    zero outside the mask. No gradient: these are regression targets, not functions of theta.
+    """
+    m = mask.to(values.dtype)
+    rewards = torch.where(mask.bool(), rewards, 0.0)
+    values = torch.where(mask.bool(), values, 0.0)  # padding values must not bootstrap
+    B, T = rewards.shape
+    advantages = torch.zeros_like(values)
+    next_adv = next_value = next_m = torch.zeros_like(values[:, 0])  # (B,) past the end
+    for t in reversed(range(T)):
+        delta = rewards[:, t] + gamma * next_value * next_m - values[:, t]
+        next_adv = delta + gamma * lam * next_m * next_adv
+        advantages[:, t] = next_adv
+        next_value, next_m = values[:, t], m[:, t]
+    advantages = advantages * m
+    return advantages, (advantages + values) * m
+
+
+def ppo_policy_loss(logprobs, old_logprobs, advantages, mask, clip=0.2):
+    """PPO clipped surrogate (Schulman et al. 2017), as a loss to minimize:
+
+        ratio = pi(y_t) / pi_old(y_t) = exp(logp_t - old_logp_t)
+        loss  = E_t[ max(-A_t * ratio, -A_t * clip(ratio, 1 - clip, 1 + clip)) ]
+
+    The max of the negatives is the min of the paper's objective: the pessimistic bound,
+    with zero gradient once the ratio has moved past 1 +- clip in the advantage's direction.
+    All inputs (B, T); old_logprobs and advantages must carry no gradient.
+    Returns (loss, stats) with stats detached: clipfrac, approx_kl, ratio_max, ratio_mean.
+    """
+    log_ratio = logprobs - old_logprobs
+    ratio = torch.exp(log_ratio)
+    pg_loss1 = -advantages * ratio
+    pg_loss2 = -advantages * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)
+    loss = masked_mean(torch.max(pg_loss1, pg_loss2), mask)
+    with torch.no_grad():
+        stats = {
+            "clipfrac": masked_mean((pg_loss2 > pg_loss1).to(ratio.dtype), mask),
+            # 0.5 * (log ratio)^2: a low-variance estimate of KL(pi_old || pi) (Schulman's k2)
+            "approx_kl": masked_mean(0.5 * log_ratio**2, mask),
+            "ratio_max": torch.where(mask.bool(), ratio, 0.0).max(),  # ratio > 0, so 0 is a safe fill
+            "ratio_mean": masked_mean(ratio, mask),
+        }
+    return loss, stats
+
+
+def ppo_value_loss(values, old_values, returns, mask, clip=0.2):
+    """Clipped value loss (the PPO2 / lm-human-preferences recipe):
+
+        v_clipped = V_old + clip(V - V_old, -clip, clip)
+        loss      = 0.5 * E_t[ max((V - R)^2, (v_clipped - R)^2) ]
+
+    `clip` is in reward units, so it only means something when rewards are of order 1.
+    All inputs (B, T). Returns (loss, stats) with stats["vf_clipfrac"].
+    """
+    v_clipped = old_values + torch.clamp(values - old_values, -clip, clip)
+    vf_loss1 = (values - returns) ** 2
+    vf_loss2 = (v_clipped - returns) ** 2
+    loss = 0.5 * masked_mean(torch.max(vf_loss1, vf_loss2), mask)
+    with torch.no_grad():
+        stats = {"vf_clipfrac": masked_mean((vf_loss2 > vf_loss1).to(values.dtype), mask)}
+    return loss, stats
+
+
+def adaptive_kl_update(beta, current_kl, target, n_steps, horizon):
+    """Adaptive KL coefficient of Ziegler et al. 2019 (lm-human-preferences):
+
+        e_t    = clip(KL_t / KL_target - 1, -0.2, 0.2)
+        beta  <- beta * (1 + e_t * n_steps / horizon)
+
+    KL above target raises beta, below lowers it; the clip bounds each step.
+    A fixed beta is simply not calling this. Python floats in, float out.
+    """
+    proportional_error = min(max(float(current_kl) / target - 1.0, -0.2), 0.2)
+    return beta * (1.0 + proportional_error * n_steps / horizon)

@@ -1,0 +1,213 @@
+"""
+Step 2 of InstructGPT (Ouyang et al. 2022, section 3.5 "Reward modeling (RM)").
+
+For each comparison prompt, sample K = 4..9 responses from the SFT policy and have a labeler rank
+them (here the world's noisy ranker, calibrated to the paper's ~73% inter-labeler agreement).
+The RM is the SFT model with the unembedding replaced by a scalar head read at the last token,
+trained on
+
+    loss(theta) = -1/C(K,2) * E_{(x, y_w, y_l) ~ D} [ log sigmoid( r(x, y_w) - r(x, y_l) ) ]
+
+with all C(K,2) pairs of a prompt as ONE batch element: one forward pass per completion, never one
+per pair. Afterwards a bias makes the labelers' demonstrations score 0 on average.
+
+    python train_rm.py                          # after train_sft.py; ~2 minutes on 2 CPU cores
+    python train_rm.py --data DIR               # your comparisons.jsonl (see nanorlhf/data.py)
+
+Writes model.pt (kind "reward") and metrics.json to --out. Departs from the paper:
+  1. The RM has the SFT model's size (the paper used a 6B RM for every policy size).
+  2. Duplicate responses to a prompt are merged before ranking (a tiny model repeats itself often;
+     a pair of identical texts carries no preference), so K can fall below 4.
+  3. Held-out accuracy is measured against the noisy ranker AND the gold labeler's true order.
+"""
+import argparse
+import os
+import random
+import time
+
+import numpy as np
+import torch
+
+from nanorlhf import data as jdata
+from nanorlhf import world
+from nanorlhf.common import (Progress, autocast, encode_example, get_device, load_checkpoint, lr_at, pad_right,
+                             save_checkpoint, seed_everything, to_scalar_head, write_metrics)
+from nanorlhf.evaluate import has_gold, sample
+from nanorlhf.losses import rm_ranking_loss
+from nanorlhf.tokenizer import get_tokenizer
+
+
+def get_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sft", default="out/sft/model.pt", help="SFT checkpoint to start from")
+    ap.add_argument("--out", default="out/rm", help="output folder for model.pt and metrics.json")
+    ap.add_argument("--data", help="folder with comparisons.jsonl (+ optional demos.jsonl); default: sample and rank")
+    ap.add_argument("--n-prompts", type=int, default=1000, help="comparison prompts to sample and rank")
+    ap.add_argument("--n-val", type=int, default=300, help="held-out prompts for accuracy")
+    ap.add_argument("--k-min", type=int, default=4, help="fewest responses sampled per prompt")
+    ap.add_argument("--k-max", type=int, default=9, help="most responses sampled per prompt")
+    ap.add_argument("--epochs", type=int, default=2, help="passes over the comparisons")
+    ap.add_argument("--batch-size", type=int, default=16, help="prompts (each with all its K responses) per step")
+    ap.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (cosine decay)")
+    ap.add_argument("--seed", type=int, default=0, help="random seed")
+    ap.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.n_prompts, args.n_val, args.epochs = 40, 20, 1
+    if not 2 <= args.k_min <= args.k_max:
+        ap.error(f"need 2 <= --k-min <= --k-max, got {args.k_min}, {args.k_max}")
+    for name in ("n_prompts", "n_val", "epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    return args
+
+
+def sample_comparisons(policy, enc, prompts, args, rng):
+    """Sample K in [k_min, k_max] responses per prompt at temperature 1, merge duplicates, rank
+    them with the noisy labeler. Returns [{prompt, responses, ranking}] (ranking best first)."""
+    ks = [rng.randint(args.k_min, args.k_max) for _ in prompts]
+    flat = [p for p, k in zip(prompts, ks) for _ in range(k)]
+    texts, _ = sample(policy, enc, flat, temperature=1.0, seed=rng.randint(0, 2**31), batch_size=256)
+    out, i = [], 0
+    for p, k in zip(prompts, ks):
+        responses = list(dict.fromkeys(texts[i:i + k]))  # distinct, in order
+        i += k
+        if len(responses) >= 2:
+            out.append({"prompt": p, "responses": responses, "ranking": world.rank(p, responses, rng)})
+    return out
+
+
+def batch_rewards(rm, enc, batch, device):
+    """All completions of all prompts in ONE forward pass. Returns rewards (B, Kmax) in ranking
+    order (best first) and k (B,). Padding entries are 0 and ignored by the loss."""
+    seqs = [encode_example(enc, c["prompt"], c["responses"][j])[0] for c in batch for j in c["ranking"]]
+    ids, lengths = pad_right(seqs, enc.eot_token)
+    with autocast(device):
+        r = rm.score(ids.to(device), lengths.to(device)).float()  # (sum K,)
+    k = torch.tensor([len(c["ranking"]) for c in batch], device=device)
+    rewards = torch.zeros(len(batch), int(k.max()), device=device)
+    rewards[torch.arange(len(batch), device=device).repeat_interleave(k),
+            torch.cat([torch.arange(int(n), device=device) for n in k])] = r
+    return rewards, k
+
+
+@torch.no_grad()
+def reward_of(rm, enc, prompts, responses, device, batch_size=256):
+    """r(x, y) for lists of prompts and responses: (N,)."""
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        seqs = [encode_example(enc, p, r)[0] for p, r in zip(prompts[i:i + batch_size], responses[i:i + batch_size])]
+        ids, lengths = pad_right(seqs, enc.eot_token)
+        with autocast(device):
+            out.append(rm.score(ids.to(device), lengths.to(device)).float())
+    return torch.cat(out)
+
+
+def pair_accuracy(rm, enc, comps, device, order_of):
+    """Fraction of pairs of distinct responses that the RM orders as `order_of(comparison)` does."""
+    hits = total = 0
+    for c in comps:
+        r = reward_of(rm, enc, [c["prompt"]] * len(c["responses"]), c["responses"], device).tolist()
+        order = order_of(c)
+        for a in range(len(order)):
+            for b in range(a + 1, len(order)):
+                if order[a] is None or order[b] is None:
+                    continue
+                hits += r[order[a]] > r[order[b]]
+                total += 1
+    return hits / max(1, total)
+
+
+def gold_order(c):
+    """Responses best first by the gold labeler; ties (equal gold) dropped from the pairs."""
+    s = [world.score(c["prompt"], y)["total"] for y in c["responses"]]
+    order = sorted(range(len(s)), key=lambda i: -s[i])
+    return [i if all(abs(s[i] - s[j]) > 1e-9 for j in order if j != i) else None for i in order]
+
+
+def main(argv=None):
+    args = get_args(argv)
+    t0 = time.time()
+    seed_everything(args.seed)
+    rng = random.Random(args.seed)
+    device = get_device()
+    policy, tok_name, _ = load_checkpoint(args.sft, kind="policy")
+    policy.to(device).eval()
+    enc = get_tokenizer(tok_name)
+    metrics = {"args": vars(args)}
+
+    # --- comparison data: sampled from the SFT policy and ranked by the noisy labeler, or the user's
+    if args.data:
+        comps = jdata.read_jsonl(os.path.join(args.data, "comparisons.jsonl"), "comparisons")
+        demos_path = os.path.join(args.data, "demos.jsonl")
+        demos = jdata.read_jsonl(demos_path, "demos") if os.path.exists(demos_path) else []
+        rng.shuffle(comps)
+        n_val = min(args.n_val, len(comps) // 10)
+        val, comps = comps[:n_val], comps[n_val:]
+        gold = has_gold([c["prompt"] for c in val])
+    else:
+        w = world.make_world(seed=args.seed, scale=0.05 if args.quick else 1.0)
+        print(f"[rm] sampling {args.k_min}..{args.k_max} responses for {args.n_prompts} + {args.n_val} prompts", flush=True)
+        comps = sample_comparisons(policy, enc, w["rm_prompts"][:args.n_prompts], args, rng)
+        val = sample_comparisons(policy, enc, w["val_prompts"][:args.n_val], args, rng)
+        demos, gold = w["demos"], True
+    if args.batch_size > len(comps):
+        raise ValueError(f"--batch-size {args.batch_size} exceeds the {len(comps)} comparisons")
+    metrics["n_comparisons"], metrics["n_pairs"] = len(comps), sum(len(c["ranking"]) * (len(c["ranking"]) - 1) // 2 for c in comps)
+    metrics["mean_k"] = float(np.mean([len(c["ranking"]) for c in comps]))
+    print(f"[rm] {len(comps)} ranked prompts ({metrics['n_pairs']} pairs, mean K {metrics['mean_k']:.2f}), "
+          f"{len(val)} held out; sampled in {time.time() - t0:.0f}s", flush=True)
+
+    # --- the RM: SFT trunk, scalar head at the last token
+    rm = to_scalar_head(policy).to(device).train()
+    del policy
+    opt = torch.optim.AdamW(rm.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    steps_per_epoch = len(comps) // args.batch_size
+    total = args.epochs * steps_per_epoch
+    prog, step = Progress(total, "rm"), 0
+    for epoch in range(args.epochs):
+        order = np.random.default_rng([args.seed, epoch]).permutation(len(comps))
+        for j in range(steps_per_epoch):  # prompts, never pairs, are shuffled (paper, section 3.5)
+            batch = [comps[i] for i in order[j * args.batch_size:(j + 1) * args.batch_size]]
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, total, args.lr, warmup=10)
+            rewards, k = batch_rewards(rm, enc, batch, device)
+            loss, acc = rm_ranking_loss(rewards, k)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"[rm] non-finite loss at step {step + 1}; nothing was saved")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            prog.step(step, tokens=int(k.sum()), epoch=epoch + 1, loss=loss.item(), acc=acc.item())
+            step += 1
+    rm.eval()
+
+    # --- normalization: the demonstrations score 0 on average before RL
+    if demos:
+        bias = reward_of(rm, enc, [d["prompt"] for d in demos], [d["response"] for d in demos], device).mean()
+        with torch.no_grad():
+            rm.score_head.bias -= bias
+        metrics["demo_mean_reward"] = reward_of(rm, enc, [d["prompt"] for d in demos],
+                                                [d["response"] for d in demos], device).mean().item()
+        metrics["demo_bias_removed"] = bias.item()
+
+    # --- held-out accuracy, next to the ceiling set by the labelers' own agreement
+    metrics["val_accuracy"] = pair_accuracy(rm, enc, val, device, lambda c: c["ranking"])
+    metrics["passes_over_data"] = args.epochs
+    if gold:
+        metrics["gold_accuracy"] = pair_accuracy(rm, enc, val, device, gold_order)
+        # Two independent labelers agree this often on the same held-out samples: the noise ceiling.
+        metrics["labeler_agreement"] = world.labeler_agreement(
+            [c["prompt"] for c in val], [c["responses"] for c in val], random.Random(args.seed + 7))
+    save_checkpoint(os.path.join(args.out, "model.pt"), rm, tok_name, "reward")
+    metrics["wall_seconds"] = time.time() - t0
+    path = write_metrics(args.out, metrics)
+    for k in ("val_accuracy", "gold_accuracy", "labeler_agreement", "demo_mean_reward", "wall_seconds"):
+        if k in metrics:
+            print(f"  {k:28s} {metrics[k]:.3f}")
+    print(f"wrote {args.out}/model.pt, {path}")
+
+
+if __name__ == "__main__":
+    main()

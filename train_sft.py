@@ -1,0 +1,261 @@
+"""
+Step 1 of InstructGPT (Ouyang et al. 2022, section 3.5 "SFT"), preceded by a step 0 that makes the
+pretrained model the paper starts from.
+
+  step 0  pretrain a GPT on the embedded world's "internet text" (the GPT-3 stand-in), unless
+          --init gives a base checkpoint (ours, or a local Hugging Face GPT-2 folder);
+  step 1  fine-tune it on labeler demonstrations with the loss on response tokens only, cosine
+          learning-rate decay and dropout; evaluate on validation prompts after each epoch and
+          keep the checkpoint with the best gold score (the paper selects by RM score, not loss).
+
+    python train_sft.py                      # default world, ~5 minutes on 2 CPU cores
+    python train_sft.py --data DIR --init out/sft/base.pt   # your own demos.jsonl (see nanorlhf/data.py)
+
+Writes base.pt, model.pt (the SFT policy) and metrics.json to --out. Departs from the paper:
+  1. The "pretrained model" is ~1M parameters trained for ~3 minutes on synthetic text.
+  2. Checkpoint selection uses the world's gold labeler on validation prompts, not an RM.
+  3. 12 epochs instead of 16 and dropout 0.1 instead of 0.2: the tiny model underfits at 0.2.
+"""
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+
+from nanorlhf import data as jdata
+from nanorlhf import world
+from nanorlhf.common import (Progress, autocast, encode_example, get_device, load_checkpoint, lr_at,
+                             pad_right, save_checkpoint, seed_everything, write_metrics)
+from nanorlhf.evaluate import evaluate_model, gold_report, has_gold, win_rate
+from nanorlhf.losses import lm_loss
+from nanorlhf.model import GPT, GPTConfig
+from nanorlhf.tokenizer import encode, get_tokenizer
+
+
+def get_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="out/sft", help="output folder for base.pt, model.pt, metrics.json")
+    ap.add_argument("--data", help="folder with pretrain.jsonl / demos.jsonl / *_prompts.jsonl (default: the embedded world)")
+    ap.add_argument("--init", help="base checkpoint to fine-tune (ours or a Hugging Face GPT-2 folder); skips pretraining")
+    ap.add_argument("--tokenizer", default="nanorlhf", help="'nanorlhf' (embedded BPE) or 'gpt2' (needs tiktoken's cache)")
+    ap.add_argument("--pretrain-steps", type=int, default=1000, help="step 0: optimizer steps of pretraining")
+    ap.add_argument("--pretrain-lr", type=float, default=2e-3, help="step 0: peak learning rate")
+    ap.add_argument("--block-size", type=int, default=128, help="step 0: tokens per pretraining window")
+    ap.add_argument("--epochs", type=int, default=12, help="step 1: SFT epochs over the demonstrations")
+    ap.add_argument("--lr", type=float, default=5e-4, help="step 1: peak learning rate (cosine decay)")
+    ap.add_argument("--dropout", type=float, default=0.1, help="step 1: residual dropout (paper: 0.2)")
+    ap.add_argument("--batch-size", type=int, default=32, help="sequences per optimizer step")
+    ap.add_argument("--n-layer", type=int, default=4, help="model depth (new models only)")
+    ap.add_argument("--n-embd", type=int, default=128, help="model width (new models only)")
+    ap.add_argument("--n-head", type=int, default=4, help="attention heads (new models only)")
+    ap.add_argument("--n-eval", type=int, default=600, help="held-out test prompts for the final evaluation")
+    ap.add_argument("--n-val", type=int, default=200, help="validation prompts for checkpoint selection")
+    ap.add_argument("--seed", type=int, default=0, help="random seed")
+    ap.add_argument("--quick", action="store_true", help="tiny model and data: a smoke test in seconds")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.pretrain_steps, args.epochs, args.n_layer, args.n_embd, args.n_head = 30, 2, 2, 64, 2
+        args.n_eval, args.n_val, args.block_size = 40, 20, 64
+    for name in ("pretrain_steps", "epochs", "batch_size", "block_size", "n_eval", "n_val"):
+        if getattr(args, name) < (0 if name == "pretrain_steps" else 1):
+            ap.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if not 0 <= args.dropout < 1:
+        ap.error(f"--dropout must be in [0, 1), got {args.dropout}")
+    return args
+
+
+def load_data(args):
+    """Pretraining text, demonstrations, validation and test prompts: the embedded world, or the
+    user's JSONL files. `gold` says whether the world's labeler can judge the prompts."""
+    if args.data is None:
+        w = world.make_world(seed=args.seed, scale=0.05 if args.quick else 1.0)
+        return dict(pretrain=w["pretrain"], demos=w["demos"], val=w["val_prompts"][:args.n_val],
+                    test=w["test_prompts"][:args.n_eval], gold=True)
+    d = os.path.join
+    demos = jdata.read_jsonl(d(args.data, "demos.jsonl"), "demos")
+    pretrain = [r["text"] for r in jdata.read_jsonl(d(args.data, "pretrain.jsonl"), "pretrain")] if args.init is None else []
+    prompts = lambda name: [r["prompt"] for r in jdata.read_jsonl(d(args.data, name), "prompts")] \
+        if os.path.exists(d(args.data, name)) else []
+    val, test = prompts("val_prompts.jsonl")[:args.n_val], prompts("test_prompts.jsonl")[:args.n_eval]
+    return dict(pretrain=pretrain, demos=demos, val=val, test=test,
+                gold=has_gold(val + test))
+
+
+# -----------------------------------------------------------------------------
+# Step 0: pretraining, next-token prediction on random windows of the corpus
+
+def pretrain(model, enc, docs, args, device):
+    stream = np.array([t for doc in docs for t in encode(enc, doc) + [enc.eot_token]], dtype=np.int64)
+    T = args.block_size
+    if len(stream) <= T + 1:
+        raise ValueError(f"pretraining text has {len(stream)} tokens, fewer than one window of {T + 1}")
+    opt = torch.optim.AdamW(model.parameters(), lr=args.pretrain_lr, betas=(0.9, 0.95), weight_decay=0.1)
+    prog = Progress(args.pretrain_steps, "pretrain")
+    print(f"[pretrain] {len(docs):,} documents, {len(stream):,} tokens, {args.pretrain_steps} steps of "
+          f"{args.batch_size} x {T}", flush=True)
+    model.train()
+    for step in range(args.pretrain_steps):
+        rng = np.random.default_rng([args.seed, step])  # a function of the step: resumable, reproducible
+        starts = rng.integers(0, len(stream) - T - 1, args.batch_size)
+        xy = torch.from_numpy(np.stack([stream[s:s + T + 1] for s in starts])).to(device)  # (B, T+1)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.pretrain_steps, args.pretrain_lr, warmup=50)
+        with autocast(device):
+            logits = model(xy[:, :-1])  # (B, T, V)
+        loss = lm_loss(logits.float(), xy[:, 1:], torch.ones_like(xy[:, 1:], dtype=torch.bool))
+        check_finite(loss, "pretrain", step)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        prog.step(step, tokens=xy[:, 1:].numel(), loss=loss.item())
+    return loss.item()
+
+
+def check_finite(loss, stage, step):
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"[{stage}] non-finite loss {loss.item()} at step {step + 1}; "
+                                 "the last saved checkpoint is kept. Lower the learning rate?")
+
+
+# -----------------------------------------------------------------------------
+# Step 1: supervised fine-tuning on demonstrations, loss on the response tokens only
+
+def sft_batches(examples, batch_size, epoch, seed):
+    order = np.random.default_rng([seed, 1000 + epoch]).permutation(len(examples))
+    return [[examples[i] for i in order[j:j + batch_size]] for j in range(0, len(order), batch_size)]
+
+
+def sft_loss(model, batch, pad, device):
+    """batch: list of (ids, n_prompt). Next-token loss on response tokens (and the end-of-text)."""
+    ids, lengths = pad_right([ids for ids, _ in batch], pad)
+    ids, lengths = ids.to(device), lengths.to(device)
+    t = torch.arange(ids.size(1) - 1, device=device)  # position of each target in ids, minus 1
+    n_prompt = torch.tensor([n for _, n in batch], device=device)
+    mask = (t[None] + 1 >= n_prompt[:, None]) & (t[None] + 1 < lengths[:, None])  # (B, T-1) response targets
+    with autocast(device):
+        logits = model(ids[:, :-1])  # (B, T-1, V)
+    return lm_loss(logits.float(), ids[:, 1:], mask), int(mask.sum())
+
+
+@torch.no_grad()
+def val_loss(model, examples, pad, device, batch_size):
+    model.eval()
+    losses = [sft_loss(model, examples[i:i + batch_size], pad, device)[0].item()
+              for i in range(0, len(examples), batch_size)]
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def sft(model, enc, data, args, device):
+    examples = [encode_example(enc, d["prompt"], d["response"]) for d in data["demos"]]
+    too_long = sum(len(ids) > model.config.block_size for ids, _ in examples)
+    if too_long:
+        print(f"[sft] warning: dropping {too_long} demonstrations longer than block_size {model.config.block_size}")
+        examples = [e for e in examples if len(e[0]) <= model.config.block_size]
+    # Held-out demonstrations for the validation loss: the prompts of the last 5%.
+    n_held = max(1, len(examples) // 20)
+    train, held = examples[:-n_held], examples[-n_held:]
+    if not train:
+        raise ValueError(f"need at least 2 demonstrations, got {len(examples)}")
+    steps_per_epoch = -(-len(train) // args.batch_size)
+    total = args.epochs * steps_per_epoch
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    print(f"[sft] {len(train)} demonstrations ({n_held} held out), {args.epochs} epochs x {steps_per_epoch} steps",
+          flush=True)
+    prog, step, best, history = Progress(total, "sft"), 0, None, []
+    model.train()
+    for epoch in range(args.epochs):
+        for batch in sft_batches(train, args.batch_size, epoch, args.seed):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, total, args.lr, warmup=20)
+            loss, ntok = sft_loss(model, batch, enc.eot_token, device)
+            check_finite(loss, "sft", step)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            prog.step(step, tokens=ntok, epoch=epoch + 1, loss=loss.item())
+            step += 1
+        rec = {"epoch": epoch + 1, "val_loss": val_loss(model, held, enc.eot_token, device, args.batch_size)}
+        if data["gold"] and data["val"]:  # select by gold score on validation prompts, not by loss
+            rec["val_gold"] = evaluate_model(model, enc, data["val"], seed=args.seed, greedy=False)["report"]["gold_score"]
+        history.append(rec)
+        print(f"[sft] epoch {epoch + 1}: " + " ".join(f"{k} {v:.4f}" for k, v in rec.items() if k != "epoch"), flush=True)
+        key = rec.get("val_gold", -rec["val_loss"])
+        if best is None or key > best[0]:
+            best = (key, epoch + 1, {k: v.detach().clone() for k, v in model.state_dict().items()})
+    model.load_state_dict(best[2])
+    print(f"[sft] selected epoch {best[1]} (by {'gold score' if data['gold'] else 'validation loss'})")
+    return history, best[1]
+
+
+# -----------------------------------------------------------------------------
+
+def main(argv=None):
+    args = get_args(argv)
+    t0 = time.time()
+    seed_everything(args.seed)
+    device = get_device()
+    data = load_data(args)
+    os.makedirs(args.out, exist_ok=True)
+    metrics = {"args": vars(args)}
+
+    if args.init:  # step 0 done elsewhere: ours or a local GPT-2
+        model, tok_name, _ = load_checkpoint(args.init, kind="policy")
+        if args.tokenizer != tok_name and args.tokenizer != "nanorlhf":
+            raise ValueError(f"--init {args.init} was trained with tokenizer {tok_name!r}, not {args.tokenizer!r}")
+        enc = get_tokenizer(tok_name)
+        if model.config.vocab_size < enc.n_vocab:
+            raise ValueError(f"--init {args.init}: vocabulary {model.config.vocab_size} is smaller than tokenizer "
+                             f"{tok_name!r}'s {enc.n_vocab}")
+    else:
+        tok_name = args.tokenizer
+        enc = get_tokenizer(tok_name)
+        cfg = GPTConfig(vocab_size=enc.n_vocab, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd)
+        model = GPT(cfg).to(device)
+        print(f"[pretrain] new model: {model.num_params():,} parameters, vocabulary {enc.n_vocab}", flush=True)
+        metrics["pretrain_loss"] = pretrain(model, enc, data["pretrain"], args, device)
+        save_checkpoint(os.path.join(args.out, "base.pt"), model, tok_name, "policy")
+    model.to(device)
+    metrics["n_params"] = model.num_params()
+    base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    model.config.dropout = args.dropout
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = args.dropout
+    metrics["history"], metrics["selected_epoch"] = sft(model, enc, data, args, device)
+    model.config.dropout = 0.0  # saved for sampling, RM and PPO: no dropout
+    save_checkpoint(os.path.join(args.out, "model.pt"), model, tok_name, "policy")
+
+    if data["gold"]:  # base vs SFT on held-out test prompts, judged by the gold labeler
+        print(f"[eval] base and SFT on {len(data['test'])} test prompts", flush=True)
+        sft_eval = evaluate_model(model.eval(), enc, data["test"], seed=args.seed + 1)
+        model.load_state_dict(base_state)
+        base_eval = evaluate_model(model.eval(), enc, data["test"], seed=args.seed + 1)
+        for name, ev in (("base", base_eval), ("sft", sft_eval)):
+            metrics.update({f"{name}_{k}": v for k, v in ev["report"].items()})
+            metrics.update({f"{name}_greedy_{k}": v for k, v in ev["greedy_report"].items()})
+            metrics[f"{name}_truncated_rate"] = ev["truncated_rate"]
+        wr = win_rate(data["test"], sft_eval["responses"], base_eval["responses"])
+        metrics.update(sft_win_rate_vs_base=wr["win_rate"], sft_win_rate_vs_base_ci95=wr["win_rate_ci95"],
+                       tie_rate_vs_base=wr["tie_rate"],
+                       sft_greedy_win_rate_vs_base=win_rate(data["test"], sft_eval["greedy_responses"],
+                                                            base_eval["greedy_responses"])["win_rate"])
+        metrics["demo_gold_score"] = gold_report([d["prompt"] for d in data["demos"]],
+                                                 [d["response"] for d in data["demos"]])["gold_score"]
+        metrics["n_eval_prompts"] = len(data["test"])
+    metrics["wall_seconds"] = time.time() - t0
+    path = write_metrics(args.out, metrics)
+    keys = ["base_gold_score", "sft_gold_score", "demo_gold_score", "sft_win_rate_vs_base", "tie_rate_vs_base",
+            "base_toxic_rate", "sft_toxic_rate", "base_hallucination_rate", "sft_hallucination_rate",
+            "base_constraint_rate", "sft_constraint_rate", "base_refusal_rate_known", "sft_refusal_rate_known",
+            "wall_seconds"]
+    print("\n".join(f"  {k:26s} {metrics[k]:.3f}" for k in keys if k in metrics))
+    print(f"wrote {args.out}/base.pt, model.pt, {path}")
+
+
+if __name__ == "__main__":
+    main()
