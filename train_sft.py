@@ -25,12 +25,13 @@ import torch
 
 from nanorlhf import data as jdata
 from nanorlhf import world
-from nanorlhf.common import (Progress, autocast, encode_example, get_device, load_checkpoint, lr_at,
-                             pad_right, save_checkpoint, seed_everything, write_metrics)
+from nanorlhf.common import (Progress, autocast, encode_example, get_device, heldout_stream, load_checkpoint, lr_at,
+                             pad_right, pretrain_batch, pretrain_loss, save_checkpoint, seed_everything,
+                             write_metrics)
 from nanorlhf.evaluate import evaluate_model, gold_report, has_gold, win_rate
 from nanorlhf.losses import lm_loss
 from nanorlhf.model import GPT, GPTConfig
-from nanorlhf.tokenizer import encode, get_tokenizer
+from nanorlhf.tokenizer import get_tokenizer
 
 
 def get_args(argv=None):
@@ -86,19 +87,16 @@ def load_data(args):
 # Step 0: pretraining, next-token prediction on random windows of the corpus
 
 def pretrain(model, enc, docs, args, device):
-    stream = np.array([t for doc in docs for t in encode(enc, doc) + [enc.eot_token]], dtype=np.int64)
+    stream, held = heldout_stream(enc, docs)
     T = args.block_size
-    if len(stream) <= T + 1:
-        raise ValueError(f"pretraining text has {len(stream)} tokens, fewer than one window of {T + 1}")
     opt = torch.optim.AdamW(model.parameters(), lr=args.pretrain_lr, betas=(0.9, 0.95), weight_decay=0.1)
     prog = Progress(args.pretrain_steps, "pretrain")
-    print(f"[pretrain] {len(docs):,} documents, {len(stream):,} tokens, {args.pretrain_steps} steps of "
-          f"{args.batch_size} x {T}", flush=True)
+    print(f"[pretrain] {len(docs):,} documents, {len(stream):,} tokens (+{len(held):,} held out), "
+          f"{args.pretrain_steps} steps of {args.batch_size} x {T}", flush=True)
     model.train()
     for step in range(args.pretrain_steps):
-        rng = np.random.default_rng([args.seed, step])  # a function of the step: resumable, reproducible
-        starts = rng.integers(0, len(stream) - T - 1, args.batch_size)
-        xy = torch.from_numpy(np.stack([stream[s:s + T + 1] for s in starts])).to(device)  # (B, T+1)
+        # the batch is a function of the step: reproducible, and a resumed run sees the same data
+        xy = pretrain_batch(stream, args.batch_size, T, np.random.default_rng([args.seed, step])).to(device)  # (B, T+1)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.pretrain_steps, args.pretrain_lr, warmup=50)
         with autocast(device):
@@ -110,7 +108,7 @@ def pretrain(model, enc, docs, args, device):
         opt.step()
         opt.zero_grad(set_to_none=True)
         prog.step(step, tokens=xy[:, 1:].numel(), loss=loss.item())
-    return loss.item()
+    return pretrain_loss(model, held, device)
 
 
 def check_finite(loss, stage, step):
@@ -216,7 +214,7 @@ def main(argv=None):
         cfg = GPTConfig(vocab_size=enc.n_vocab, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd)
         model = GPT(cfg).to(device)
         print(f"[pretrain] new model: {model.num_params():,} parameters, vocabulary {enc.n_vocab}", flush=True)
-        metrics["pretrain_loss"] = pretrain(model, enc, data["pretrain"], args, device)
+        metrics["base_pretrain_loss"] = pretrain(model, enc, data["pretrain"], args, device)
         save_checkpoint(os.path.join(args.out, "base.pt"), model, tok_name, "policy")
     model.to(device)
     metrics["n_params"] = model.num_params()

@@ -103,6 +103,39 @@ def pad_right(seqs, pad, T=None):
     return ids, torch.tensor([min(len(s), T) for s in seqs])
 
 
+def heldout_stream(enc, docs, every=20):
+    """Pretraining text as two token streams (documents joined by end-of-text): every 20th
+    document is held out, to measure the "alignment tax" on text neither pretraining nor ptx saw."""
+    streams = ([], [])
+    for i, doc in enumerate(docs):
+        streams[i % every == 0].extend(encode(enc, doc) + [enc.eot_token])
+    return tuple(np.array(s, dtype=np.int64) for s in streams)
+
+
+def pretrain_batch(stream, batch_size, T, rng):
+    """(B, T+1) random windows of a token stream: inputs [:, :-1], targets [:, 1:]."""
+    if len(stream) <= T + 1:
+        raise ValueError(f"pretraining text has {len(stream)} tokens, fewer than one window of {T + 1}")
+    starts = rng.integers(0, len(stream) - T - 1, batch_size)
+    return torch.from_numpy(np.stack([stream[s:s + T + 1] for s in starts]))
+
+
+@torch.no_grad()
+def pretrain_loss(model, stream, device, n_windows=64, T=128):
+    """Mean next-token loss on fixed windows of held-out pretraining text."""
+    from nanorlhf.losses import lm_loss
+    was_training = model.training
+    model.eval()
+    xy = pretrain_batch(stream, n_windows, min(T, len(stream) - 2), np.random.default_rng(1234)).to(device)
+    losses = []
+    for i in range(0, n_windows, 16):
+        with autocast(device):
+            logits = model(xy[i:i + 16, :-1])
+        losses.append(lm_loss(logits.float(), xy[i:i + 16, 1:], torch.ones_like(xy[i:i + 16, 1:], dtype=torch.bool)).item())
+    model.train(was_training)
+    return float(np.mean(losses))
+
+
 def lr_at(step, total, lr, warmup):
     """Linear warmup, then cosine decay to 10% of the peak (the paper decays SFT with a cosine)."""
     if step < warmup:

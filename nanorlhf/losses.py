@@ -17,6 +17,8 @@ Every `mask` marks the real tokens; it may be bool or 0/1 float.
 import torch
 import torch.nn.functional as F
 
+from kernels import token_logprobs
+
 
 def masked_mean(x, mask, dim=None):
     """sum(x * mask) / sum(mask) over `dim` (all dims if None); 0 where the mask is empty."""
@@ -49,11 +51,9 @@ def lm_loss(logits, targets, mask):
     caller multiplies the latter by gamma (objective: + gamma * E_pretrain[log pi(x)]).
     logits (B, T, V) must already be aligned with targets (B, T): logits[:, t] predicts targets[:, t].
     """
-    B, T, V = logits.shape
-    # padding targets may be -1 or any id; cross_entropy would raise on -1, so make them valid
+    # padding targets may be -1 or any id: make them valid, the mask drops them anyway
     targets = torch.where(mask.bool(), targets, 0)
-    nll = F.cross_entropy(logits.reshape(B * T, V), targets.reshape(B * T), reduction="none")
-    return masked_mean(nll.view(B, T), mask)
+    return -masked_mean(token_logprobs(logits, targets), mask)  # fused kernel on CUDA
 
 
 def rm_ranking_loss(rewards, k):

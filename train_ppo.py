@@ -1,0 +1,279 @@
+"""
+Step 3 of InstructGPT (Ouyang et al. 2022, section 3.5 "Reinforcement learning (RL)"): PPO-ptx.
+
+A bandit environment: draw a prompt, the policy writes a response, the reward model scores it, the
+episode ends. Maximized:
+
+    objective(phi) = E_{(x,y) ~ D_pi_RL} [ r_theta(x, y) - beta * log( pi_RL(y|x) / pi_SFT(y|x) ) ]
+                   + gamma * E_{x ~ D_pretrain} [ log pi_RL(x) ]
+
+with the KL charged per token and the RM score added at the last token (Stiennon et al. 2020), GAE,
+whitened advantages, the clipped policy ratio and value loss, a value function initialized from the
+RM, and the pretraining term ("ptx", --ptx-coef gamma; 0 gives plain PPO).
+
+    python train_ppo.py                          # after train_sft.py and train_rm.py; ~5 minutes
+    python train_ppo.py --ptx-coef 0 --out out/ppo_noptx    # plain PPO, for the alignment tax
+    python train_ppo.py --data DIR               # your rl_prompts.jsonl and pretrain.jsonl
+
+Writes model.pt (the policy), curve.json and metrics.json to --out. Departs from the paper:
+  1. Sizes: ~1M-parameter models, batches of 64 episodes, a few thousand episodes in all.
+  2. Responses that reach the length limit without an end-of-text get a fixed score
+     (--truncated-score) instead of the RM's: the RM never saw such text, so its score is noise.
+  3. The final evaluation uses the world's gold labeler (Gao et al. 2022) instead of humans.
+"""
+import argparse
+import json
+import os
+import random
+import time
+
+import numpy as np
+import torch
+
+from kernels import token_entropy, token_logprobs
+from nanorlhf import data as jdata
+from nanorlhf import world
+from nanorlhf.common import (Progress, autocast, encode_prompt, get_device, heldout_stream, load_checkpoint,
+                             pad_right, pretrain_batch, pretrain_loss, save_checkpoint, seed_everything,
+                             write_metrics)
+from nanorlhf.evaluate import evaluate_model, has_gold, win_rate
+from nanorlhf.losses import (adaptive_kl_update, gae, kl_shaped_rewards, lm_loss, masked_mean, masked_whiten,
+                             ppo_policy_loss, ppo_value_loss)
+from nanorlhf.model import generate
+from nanorlhf.tokenizer import get_tokenizer
+
+
+def get_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sft", default="out/sft/model.pt", help="SFT policy: the start and the KL reference")
+    ap.add_argument("--rm", default="out/rm/model.pt", help="reward model; also initializes the value function")
+    ap.add_argument("--out", default="out/ppo", help="output folder")
+    ap.add_argument("--data", help="folder with rl_prompts.jsonl, pretrain.jsonl (default: the embedded world)")
+    ap.add_argument("--iterations", type=int, default=120, help="rollout + update rounds")
+    ap.add_argument("--rollout-size", type=int, default=64, help="episodes per iteration (paper: 512)")
+    ap.add_argument("--minibatch-size", type=int, default=16, help="episodes per gradient step (paper: 64)")
+    ap.add_argument("--ppo-epochs", type=int, default=4, help="passes over each rollout")
+    ap.add_argument("--lr", type=float, default=5e-5, help="learning rate of policy and value function")
+    ap.add_argument("--beta", type=float, default=0.02, help="KL coefficient (paper: 0.02); initial value if adaptive")
+    ap.add_argument("--kl-target", type=float, help="nats/sequence: adapt beta toward this KL (Ziegler et al.)")
+    ap.add_argument("--ptx-coef", type=float, default=1.0, help="gamma of the pretraining term; 0 = plain PPO")
+    ap.add_argument("--ptx-batch", type=int, default=8, help="pretraining windows per gradient step")
+    ap.add_argument("--clip", type=float, default=0.2, help="PPO ratio clip (paper: 0.2)")
+    ap.add_argument("--vf-clip", type=float, default=0.2, help="value clip, in reward units")
+    ap.add_argument("--vf-coef", type=float, default=0.5, help="weight of the value loss")
+    ap.add_argument("--gamma", type=float, default=1.0, help="GAE discount")
+    ap.add_argument("--lam", type=float, default=0.95, help="GAE lambda")
+    ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (paper: 1)")
+    ap.add_argument("--max-new-tokens", type=int, default=32, help="response length limit")
+    ap.add_argument("--truncated-score", type=float, default=-2.0, help="score of a response cut at the length limit")
+    ap.add_argument("--n-eval", type=int, default=600, help="held-out test prompts for the final evaluation")
+    ap.add_argument("--eval-every", type=int, default=20, help="iterations between gold/RM/KL curve points")
+    ap.add_argument("--seed", type=int, default=0, help="random seed")
+    ap.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.iterations, args.rollout_size, args.minibatch_size, args.n_eval, args.eval_every = 3, 16, 8, 30, 2
+    if args.beta < 0 or args.ptx_coef < 0:
+        ap.error(f"--beta and --ptx-coef must be >= 0, got {args.beta}, {args.ptx_coef}")
+    if args.kl_target is not None and args.kl_target <= 0:
+        ap.error(f"--kl-target must be positive, got {args.kl_target}")
+    if args.rollout_size % args.minibatch_size:
+        ap.error(f"--rollout-size {args.rollout_size} must be a multiple of --minibatch-size {args.minibatch_size}")
+    if args.temperature <= 0:
+        ap.error(f"--temperature must be positive for PPO (log-probs of a greedy policy are undefined)")
+    return args
+
+
+# -----------------------------------------------------------------------------
+# Per-token quantities of the response: everything is read at the positions that PREDICT a
+# response token, gathered into (B, Tr) arrays aligned so that column 0 is the first response token.
+
+def response_index(start, Tr):
+    """start (B,) = prompt lengths -> (B, Tr) positions in the inputs ids[:, :-1] predicting response tokens."""
+    return (start - 1)[:, None] + torch.arange(Tr, device=start.device)[None]
+
+
+def policy_forward(model, ids, start, Tr, temperature, device):
+    """Log-probs (B, Tr) of the response tokens and the gathered logits (B, Tr, V), computed at the
+    SAMPLING temperature: with any other temperature the PPO ratio is not pi/pi_old."""
+    idx = response_index(start, Tr).clamp(max=ids.size(1) - 2)
+    with autocast(device):
+        logits = model(ids[:, :-1])  # (B, L-1, V)
+    logits = logits.float().gather(1, idx[..., None].expand(-1, -1, logits.size(-1)))  # (B, Tr, V)
+    targets = ids[:, 1:].gather(1, idx)  # (B, Tr)
+    return token_logprobs(logits, targets, temperature), logits
+
+
+def value_forward(value_model, ids, start, Tr, device):
+    idx = response_index(start, Tr).clamp(max=ids.size(1) - 2)
+    with autocast(device):
+        v = value_model(ids[:, :-1]).float()  # (B, L-1)
+    return v.gather(1, idx)  # (B, Tr)
+
+
+# -----------------------------------------------------------------------------
+
+def main(argv=None):
+    args = get_args(argv)
+    t0 = time.time()
+    seed_everything(args.seed)
+    device = get_device()
+    rng = random.Random(args.seed)
+    policy, tok_name, _ = load_checkpoint(args.sft, kind="policy")
+    ref, _, _ = load_checkpoint(args.sft, kind="policy")
+    rm, rm_tok, _ = load_checkpoint(args.rm, kind="reward")
+    value_model, _, _ = load_checkpoint(args.rm, kind="reward")  # the value function starts as the RM
+    if rm_tok != tok_name or rm.config.vocab_size != policy.config.vocab_size:
+        raise ValueError(f"--rm {args.rm} (tokenizer {rm_tok}) does not match --sft {args.sft} (tokenizer {tok_name})")
+    enc = get_tokenizer(tok_name)
+    for m in (policy, ref, rm, value_model):
+        m.to(device)
+    policy.train(), value_model.train(), ref.eval(), rm.eval()  # dropout is 0 in SFT checkpoints
+    for m in (ref, rm):
+        m.requires_grad_(False)
+
+    if args.data:
+        prompts = [r["prompt"] for r in jdata.read_jsonl(os.path.join(args.data, "rl_prompts.jsonl"), "prompts")]
+        docs = [r["text"] for r in jdata.read_jsonl(os.path.join(args.data, "pretrain.jsonl"), "pretrain")] \
+            if args.ptx_coef > 0 else []
+        test_path = os.path.join(args.data, "test_prompts.jsonl")
+        test = [r["prompt"] for r in jdata.read_jsonl(test_path, "prompts")][:args.n_eval] if os.path.exists(test_path) else []
+    else:
+        w = world.make_world(seed=args.seed, scale=0.05 if args.quick else 1.0)
+        prompts, docs, test = w["rl_prompts"], w["pretrain"], w["test_prompts"][:args.n_eval]
+    gold = has_gold(test)
+    if args.rollout_size > len(prompts):
+        raise ValueError(f"--rollout-size {args.rollout_size} exceeds the {len(prompts)} RL prompts")
+    train_stream, held_stream = heldout_stream(enc, docs) if docs else (None, None)
+    params = list(policy.parameters()) + list(value_model.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    beta, curve, first_ratio_dev = args.beta, [], None
+    prog = Progress(args.iterations, "ppo", every=10.0)
+    print(f"[ppo] {len(prompts)} RL prompts, {args.iterations} iterations x {args.rollout_size} episodes, "
+          f"beta {beta}, ptx {args.ptx_coef}", flush=True)
+
+    for it in range(args.iterations):
+        # ---------------------------------------------------------------- rollout
+        batch_prompts = rng.sample(prompts, args.rollout_size)
+        prompt_ids = [encode_prompt(enc, p) for p in batch_prompts]
+        policy.eval()
+        with autocast(device):
+            tokens, gen = generate(policy, prompt_ids, args.max_new_tokens, enc.eot_token, args.temperature,
+                                   generator=torch.Generator(device).manual_seed(args.seed * 100003 + it))
+        policy.train()
+        responses = [row[m].tolist() for row, m in zip(tokens, gen)]
+        stopped = torch.tensor([bool(r) and r[-1] == enc.eot_token for r in responses], device=device)
+        texts = [enc.decode(r[:-1] if s else r) for r, s in zip(responses, stopped.tolist())]
+        # Shuffle once; old log-probs are computed minibatch by minibatch in exactly the layout of the
+        # first epoch, so the ratio is exactly 1 on its first minibatch (no padding/batching drift).
+        perm = torch.randperm(args.rollout_size, generator=torch.Generator().manual_seed(it)).tolist()
+        mbs = [perm[i:i + args.minibatch_size] for i in range(0, args.rollout_size, args.minibatch_size)]
+        roll = []  # per minibatch: tensors of the episode
+        with torch.no_grad():
+            for mb in mbs:
+                ids, lengths = pad_right([prompt_ids[i] + responses[i] for i in mb], enc.eot_token)
+                ids, lengths = ids.to(device), lengths.to(device)
+                start = torch.tensor([len(prompt_ids[i]) for i in mb], device=device)
+                Tr = int((lengths - start).max())
+                mask = torch.arange(Tr, device=device)[None] < (lengths - start)[:, None]  # (b, Tr)
+                logp, _ = policy_forward(policy, ids, start, Tr, args.temperature, device)
+                ref_logp, _ = policy_forward(ref, ids, start, Tr, args.temperature, device)
+                values = value_forward(value_model, ids, start, Tr, device)
+                with autocast(device):
+                    score = rm.score(ids, lengths).float()  # (b,) r_theta(x, y) at the last token
+                score = torch.where(stopped[mb], score, torch.full_like(score, args.truncated_score))
+                rewards, kl = kl_shaped_rewards(score, logp, ref_logp, mask, beta)
+                adv, ret = gae(rewards, values, mask, args.gamma, args.lam)
+                roll.append(dict(ids=ids, start=start, Tr=Tr, mask=mask, logp=logp, values=values, adv=adv, ret=ret,
+                                 score=score, kl=kl.sum(1)))
+        # Whiten advantages over the whole rollout, not per minibatch.
+        all_mask = torch.cat([r["mask"].flatten() for r in roll])
+        all_adv = masked_whiten(torch.cat([r["adv"].flatten() for r in roll]), all_mask)
+        i = 0
+        for r in roll:
+            n = r["adv"].numel()
+            r["adv"] = all_adv[i:i + n].view_as(r["adv"])
+            i += n
+        rm_score = torch.cat([r["score"] for r in roll]).mean().item()
+        seq_kl = torch.cat([r["kl"] for r in roll]).mean().item()  # nats per sequence
+
+        # ---------------------------------------------------------------- PPO epochs x minibatches
+        stats = []
+        for epoch in range(args.ppo_epochs):
+            order = range(len(roll)) if epoch == 0 else torch.randperm(len(roll), generator=torch.Generator().manual_seed(
+                it * 1000 + epoch)).tolist()
+            for j in order:
+                r = roll[j]
+                logp, logits = policy_forward(policy, r["ids"], r["start"], r["Tr"], args.temperature, device)
+                pg_loss, pg_stats = ppo_policy_loss(logp, r["logp"], r["adv"], r["mask"], args.clip)
+                if first_ratio_dev is None:  # the check other RLHF libraries fail: must be exactly 0
+                    first_ratio_dev = (torch.where(r["mask"], logp - r["logp"], 0.0)).abs().max().item()
+                values = value_forward(value_model, r["ids"], r["start"], r["Tr"], device)
+                vf_loss, vf_stats = ppo_value_loss(values, r["values"], r["ret"], r["mask"], args.vf_clip)
+                loss = pg_loss + args.vf_coef * vf_loss
+                ptx = torch.zeros(())
+                if args.ptx_coef > 0:  # + gamma * E_pretrain[log pi(x)]  (PPO-ptx)
+                    xy = pretrain_batch(train_stream, args.ptx_batch, 128, np.random.default_rng([args.seed, it, epoch, j]))
+                    with autocast(device):
+                        ptx_logits = policy(xy[:, :-1].to(device))
+                    ptx = lm_loss(ptx_logits.float(), xy[:, 1:].to(device), torch.ones_like(xy[:, 1:], dtype=torch.bool))
+                    loss = loss + args.ptx_coef * ptx
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"[ppo] non-finite loss at iteration {it + 1}; nothing was saved")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                with torch.no_grad():
+                    ent = masked_mean(token_entropy(logits.detach(), args.temperature), r["mask"]).item()
+                stats.append([pg_loss.item(), vf_loss.item(), ptx.item(), ent, pg_stats["clipfrac"].item(),
+                              pg_stats["approx_kl"].item()])
+        if args.kl_target is not None:
+            beta = adaptive_kl_update(beta, seq_kl, args.kl_target, args.rollout_size, horizon=10000)
+        pg, vf, ptx_l, ent, clipfrac, approx_kl = np.mean(stats, axis=0)
+        gold_score = float(np.mean([world.score(p, t)["total"] for p, t in zip(batch_prompts, texts)])) if gold else float("nan")
+        point = dict(iteration=it + 1, episodes=(it + 1) * args.rollout_size, kl=seq_kl, rm_score=rm_score,
+                     gold_score=gold_score, beta=beta, entropy=ent, ptx_loss=ptx_l, clipfrac=clipfrac,
+                     truncated=1 - stopped.float().mean().item())
+        curve.append(point)
+        ntok = sum(len(x) for x in responses)
+        prog.step(it, tokens=ntok, rm=rm_score, gold=gold_score, kl=seq_kl, ent=ent, ptx=ptx_l, clip=clipfrac,
+                  beta=beta)
+
+    policy.eval()
+    save_checkpoint(os.path.join(args.out, "model.pt"), policy, tok_name, "policy")
+    with open(os.path.join(args.out, "curve.json"), "w") as f:
+        json.dump(curve, f, indent=1)
+
+    # ---------------------------------------------------------------- evaluation
+    tail = curve[-max(1, len(curve) // 10):]  # the last 10% of iterations
+    metrics = {"args": vars(args), "rm_score": float(np.mean([c["rm_score"] for c in tail])),
+               "kl": float(np.mean([c["kl"] for c in tail])), "first_minibatch_max_abs_log_ratio": first_ratio_dev,
+               "train_seconds": time.time() - t0}
+    if held_stream is not None:  # the alignment tax: loss on held-out pretraining text
+        metrics["pretrain_loss"] = pretrain_loss(policy, held_stream, device)
+        metrics["sft_pretrain_loss"] = pretrain_loss(ref, held_stream, device)
+    if gold:
+        print(f"[eval] PPO and SFT on {len(test)} test prompts", flush=True)
+        ev, sft_ev = evaluate_model(policy, enc, test, seed=args.seed + 1), evaluate_model(ref, enc, test, seed=args.seed + 1)
+        metrics.update({k: v for k, v in ev["report"].items()})
+        metrics.update({f"greedy_{k}": v for k, v in ev["greedy_report"].items()})
+        metrics.update({f"sft_{k}": v for k, v in sft_ev["report"].items()})
+        metrics.update({f"sft_greedy_{k}": v for k, v in sft_ev["greedy_report"].items()})
+        wr = win_rate(test, ev["responses"], sft_ev["responses"])
+        metrics.update(win_rate_vs_sft=wr["win_rate"], win_rate_vs_sft_ci95=wr["win_rate_ci95"],
+                       tie_rate_vs_sft=wr["tie_rate"],
+                       greedy_win_rate_vs_sft=win_rate(test, ev["greedy_responses"], sft_ev["greedy_responses"])["win_rate"],
+                       truncated_rate=ev["truncated_rate"], n_eval_prompts=len(test))
+    metrics["wall_seconds"] = time.time() - t0
+    path = write_metrics(args.out, metrics)
+    for k in ("win_rate_vs_sft", "tie_rate_vs_sft", "greedy_win_rate_vs_sft", "gold_score", "sft_gold_score",
+              "greedy_gold_score", "sft_greedy_gold_score", "rm_score", "kl", "pretrain_loss", "sft_pretrain_loss",
+              "toxic_rate", "hallucination_rate", "constraint_rate", "refusal_rate_known", "wall_seconds"):
+        if k in metrics:
+            print(f"  {k:24s} {metrics[k]:.3f}")
+    print(f"wrote {args.out}/model.pt, curve.json, {path}")
+
+
+if __name__ == "__main__":
+    main()
