@@ -83,6 +83,7 @@ def read_jsonl(path, kind):
 
 def write_jsonl(path, rows):
     """Write rows atomically: a reader never sees a half-written file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
         for row in rows:
