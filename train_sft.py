@@ -18,6 +18,7 @@ Writes base.pt, model.pt (the SFT policy) and metrics.json to --out. Departs fro
 """
 import argparse
 import os
+import signal
 import time
 
 import numpy as np
@@ -25,8 +26,9 @@ import torch
 
 from nanorlhf import data as jdata
 from nanorlhf import world
-from nanorlhf.common import (Progress, autocast, encode_example, get_device, heldout_stream, load_checkpoint, lr_at,
-                             pad_right, pretrain_batch, pretrain_loss, save_checkpoint, seed_everything,
+from nanorlhf.common import (Progress, all_mean, all_sum, autocast, barrier, check_finite, ddp_setup, ddp_wrap,
+                             encode_example, heldout_stream, load_checkpoint, load_state, lr_at, pad_right,
+                             pretrain_batch, pretrain_loss, save_checkpoint, save_state, seed_everything,
                              write_metrics)
 from nanorlhf.evaluate import evaluate_model, gold_report, has_gold, win_rate
 from nanorlhf.losses import lm_loss
@@ -53,12 +55,15 @@ def get_args(argv=None):
     ap.add_argument("--n-eval", type=int, default=600, help="held-out test prompts for the final evaluation")
     ap.add_argument("--n-val", type=int, default=200, help="validation prompts for checkpoint selection")
     ap.add_argument("--seed", type=int, default=0, help="random seed")
+    ap.add_argument("--resume", action="store_true", help="continue from --out/state.pt (written every --save-every steps and on Ctrl-C)")
+    ap.add_argument("--save-every", type=int, default=200, help="optimizer steps between resumable states")
+    ap.add_argument("--stop-at-step", type=int, help="save a resumable state and stop after this many steps (as Ctrl-C does)")
     ap.add_argument("--quick", action="store_true", help="tiny model and data: a smoke test in seconds")
     args = ap.parse_args(argv)
     if args.quick:
         args.pretrain_steps, args.epochs, args.n_layer, args.n_embd, args.n_head = 30, 2, 2, 64, 2
         args.n_eval, args.n_val, args.block_size = 40, 20, 64
-    for name in ("pretrain_steps", "epochs", "batch_size", "block_size", "n_eval", "n_val"):
+    for name in ("pretrain_steps", "epochs", "batch_size", "block_size", "n_eval", "n_val", "save_every"):
         if getattr(args, name) < (0 if name == "pretrain_steps" else 1):
             ap.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if not 0 <= args.dropout < 1:
@@ -84,109 +89,171 @@ def load_data(args):
 
 
 # -----------------------------------------------------------------------------
+# Resumable runs: a state file every --save-every steps, and on Ctrl-C (the first one finishes the
+# current step, saves, and exits; a second one kills). Batches are functions of (seed, step), so a
+# resumed run sees exactly the data an uninterrupted one would.
+
+STOP = {"requested": False}
+
+
+def _on_sigint(signum, frame):
+    if STOP["requested"]:
+        raise KeyboardInterrupt
+    STOP["requested"] = True
+    print("\n[interrupt] finishing this step, then saving a resumable state (Ctrl-C again to kill)", flush=True)
+
+
+class Stop(Exception):
+    """Raised between steps to save a state and exit cleanly (Ctrl-C or --stop-at-step)."""
+
+
+def end_of_step(run, stage, step, model, opt, **extra):
+    """Bookkeeping after every optimizer step: save a state every --save-every steps; stop when asked."""
+    run["global_step"] += 1
+    args = run["args"]
+    stop = STOP["requested"] or run["global_step"] == args.stop_at_step
+    if stop or (step + 1) % args.save_every == 0:
+        if run["rank"] == 0:
+            save_state(os.path.join(args.out, "state.pt"), dict(
+                stage=stage, step=step + 1, global_step=run["global_step"], model=model.state_dict(),
+                opt=opt.state_dict(), rng=torch.get_rng_state(), losses=run["losses"], metrics=run["metrics"],
+                args={k: getattr(args, k) for k in RESUME_KEYS}, **extra))
+        barrier(run["world"])
+    if stop:
+        raise Stop(f"saved a resumable state at step {run['global_step']} to {args.out}/state.pt; "
+                   "continue with the same command plus --resume")
+
+
+RESUME_KEYS = ("seed", "batch_size", "pretrain_steps", "pretrain_lr", "block_size", "epochs", "lr", "dropout", "init")
+
+
+# -----------------------------------------------------------------------------
 # Step 0: pretraining, next-token prediction on random windows of the corpus
 
-def pretrain(model, enc, docs, args, device):
+def pretrain(run, model, enc, docs, state):
+    args, device, rank, world = run["args"], run["device"], run["rank"], run["world"]
     stream, held = heldout_stream(enc, docs)
     T = args.block_size
+    ddp_model = ddp_wrap(model, world)
     opt = torch.optim.AdamW(model.parameters(), lr=args.pretrain_lr, betas=(0.9, 0.95), weight_decay=0.1)
-    prog = Progress(args.pretrain_steps, "pretrain")
-    print(f"[pretrain] {len(docs):,} documents, {len(stream):,} tokens (+{len(held):,} held out), "
-          f"{args.pretrain_steps} steps of {args.batch_size} x {T}", flush=True)
+    start = 0
+    if state is not None and state["stage"] == "pretrain":
+        opt.load_state_dict(state["opt"])
+        torch.set_rng_state(state["rng"])
+        start = state["step"]
+    prog = Progress(args.pretrain_steps, "pretrain", quiet=rank > 0)
+    prog.log(f"{len(docs):,} documents, {len(stream):,} tokens (+{len(held):,} held out), "
+             f"{args.pretrain_steps} steps of {args.batch_size * world} x {T}" + (f", from step {start}" if start else ""))
     model.train()
-    for step in range(args.pretrain_steps):
-        # the batch is a function of the step: reproducible, and a resumed run sees the same data
-        xy = pretrain_batch(stream, args.batch_size, T, np.random.default_rng([args.seed, step])).to(device)  # (B, T+1)
+    for step in range(start, args.pretrain_steps):
+        # The global batch is a function of the step; each rank takes its slice of it.
+        xy = pretrain_batch(stream, args.batch_size * world, T, np.random.default_rng([args.seed, step]))
+        xy = xy[rank * args.batch_size:(rank + 1) * args.batch_size].to(device)  # (B, T+1)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.pretrain_steps, args.pretrain_lr, warmup=50)
         with autocast(device):
-            logits = model(xy[:, :-1])  # (B, T, V)
+            logits = ddp_model(xy[:, :-1])  # (B, T, V)
         loss = lm_loss(logits.float(), xy[:, 1:], torch.ones_like(xy[:, 1:], dtype=torch.bool))
         check_finite(loss, "pretrain", step)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        check_finite(loss, "pretrain", step, torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
         opt.step()
         opt.zero_grad(set_to_none=True)
-        prog.step(step, tokens=xy[:, 1:].numel(), loss=loss.item())
+        run["losses"]["pretrain"].append(all_mean(loss.item(), world))
+        prog.step(step, tokens=xy[:, 1:].numel() * world, loss=run["losses"]["pretrain"][-1])
+        end_of_step(run, "pretrain", step, model, opt)
     return pretrain_loss(model, held, device)
-
-
-def check_finite(loss, stage, step):
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"[{stage}] non-finite loss {loss.item()} at step {step + 1}; "
-                                 "the last saved checkpoint is kept. Lower the learning rate?")
 
 
 # -----------------------------------------------------------------------------
 # Step 1: supervised fine-tuning on demonstrations, loss on the response tokens only
 
 def sft_batches(examples, batch_size, epoch, seed):
+    """Global batches of one epoch (the last partial one dropped, so every rank gets a full slice)."""
     order = np.random.default_rng([seed, 1000 + epoch]).permutation(len(examples))
-    return [[examples[i] for i in order[j:j + batch_size]] for j in range(0, len(order), batch_size)]
+    return [[examples[i] for i in order[j:j + batch_size]] for j in range(0, len(order) - batch_size + 1, batch_size)]
 
 
-def sft_loss(model, batch, pad, device):
-    """batch: list of (ids, n_prompt). Next-token loss on response tokens (and the end-of-text)."""
+def sft_nll(model, batch, pad, device):
+    """batch: list of (ids, n_prompt). Returns (sum of next-token NLL over response tokens and the
+    end-of-text, token count)."""
     ids, lengths = pad_right([ids for ids, _ in batch], pad)
     ids, lengths = ids.to(device), lengths.to(device)
-    t = torch.arange(ids.size(1) - 1, device=device)  # position of each target in ids, minus 1
+    t = torch.arange(ids.size(1) - 1, device=device)  # target index in ids, minus 1
     n_prompt = torch.tensor([n for _, n in batch], device=device)
     mask = (t[None] + 1 >= n_prompt[:, None]) & (t[None] + 1 < lengths[:, None])  # (B, T-1) response targets
     with autocast(device):
         logits = model(ids[:, :-1])  # (B, T-1, V)
-    return lm_loss(logits.float(), ids[:, 1:], mask), int(mask.sum())
+    n = mask.sum()
+    return lm_loss(logits.float(), ids[:, 1:], mask) * n, int(n)
 
 
 @torch.no_grad()
 def val_loss(model, examples, pad, device, batch_size):
     model.eval()
-    losses = [sft_loss(model, examples[i:i + batch_size], pad, device)[0].item()
-              for i in range(0, len(examples), batch_size)]
+    nll = [sft_nll(model, examples[i:i + batch_size], pad, device) for i in range(0, len(examples), batch_size)]
     model.train()
-    return sum(losses) / len(losses)
+    return sum(s.item() for s, _ in nll) / sum(n for _, n in nll)
 
 
-def sft(model, enc, data, args, device):
+def sft(run, model, enc, data, state):
+    args, device, rank, world = run["args"], run["device"], run["rank"], run["world"]
     examples = [encode_example(enc, d["prompt"], d["response"]) for d in data["demos"]]
     too_long = sum(len(ids) > model.config.block_size for ids, _ in examples)
     if too_long:
-        print(f"[sft] warning: dropping {too_long} demonstrations longer than block_size {model.config.block_size}")
+        print(f"[sft] warning: skipping {too_long} demonstrations longer than block_size {model.config.block_size}")
         examples = [e for e in examples if len(e[0]) <= model.config.block_size]
-    # Held-out demonstrations for the validation loss: the prompts of the last 5%.
-    n_held = max(1, len(examples) // 20)
+    n_held = max(1, len(examples) // 20)  # the last 5% of demonstrations give the validation loss
     train, held = examples[:-n_held], examples[-n_held:]
-    if not train:
-        raise ValueError(f"need at least 2 demonstrations, got {len(examples)}")
-    steps_per_epoch = -(-len(train) // args.batch_size)
+    B = args.batch_size * world
+    if len(train) < B:
+        raise ValueError(f"--batch-size {args.batch_size} x {world} process(es) exceeds the {len(train)} training "
+                         "demonstrations")
+    steps_per_epoch = len(train) // B
     total = args.epochs * steps_per_epoch
+    ddp_model = ddp_wrap(model, world)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
-    print(f"[sft] {len(train)} demonstrations ({n_held} held out), {args.epochs} epochs x {steps_per_epoch} steps",
-          flush=True)
-    prog, step, best, history = Progress(total, "sft"), 0, None, []
+    step, history, best = 0, [], None
+    if state is not None and state["stage"] == "sft":
+        opt.load_state_dict(state["opt"])
+        torch.set_rng_state(state["rng"])
+        step, history, best = state["step"], state["history"], state["best"]
+    prog = Progress(total, "sft", quiet=rank > 0)
+    prog.log(f"{len(train)} demonstrations ({n_held} held out), {args.epochs} epochs x {steps_per_epoch} steps of {B}")
     model.train()
-    for epoch in range(args.epochs):
-        for batch in sft_batches(train, args.batch_size, epoch, args.seed):
+    for epoch in range(step // steps_per_epoch, args.epochs):
+        for j, batch in enumerate(sft_batches(train, B, epoch, args.seed)):
+            if epoch * steps_per_epoch + j < step:
+                continue  # resumed: already done
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, args.lr, warmup=20)
-            loss, ntok = sft_loss(model, batch, enc.eot_token, device)
+            nll, n = sft_nll(ddp_model, batch[rank * args.batch_size:(rank + 1) * args.batch_size], enc.eot_token, device)
+            n_all = all_sum(n, world)
+            # Mean over the GLOBAL batch's tokens: DDP averages gradients over ranks, hence * world,
+            # so N processes x batch b computes exactly what 1 process x batch N*b does.
+            loss = nll * world / n_all
             check_finite(loss, "sft", step)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            check_finite(loss, "sft", step, torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
             opt.step()
             opt.zero_grad(set_to_none=True)
-            prog.step(step, tokens=ntok, epoch=epoch + 1, loss=loss.item())
+            run["losses"]["sft"].append(all_sum(nll.item(), world) / n_all)
+            prog.step(step, tokens=n_all, epoch=epoch + 1, loss=run["losses"]["sft"][-1])
             step += 1
-        rec = {"epoch": epoch + 1, "val_loss": val_loss(model, held, enc.eot_token, device, args.batch_size)}
-        if data["gold"] and data["val"]:  # select by gold score on validation prompts, not by loss
-            rec["val_gold"] = evaluate_model(model, enc, data["val"], seed=args.seed, greedy=False)["report"]["gold_score"]
-        history.append(rec)
-        print(f"[sft] epoch {epoch + 1}: " + " ".join(f"{k} {v:.4f}" for k, v in rec.items() if k != "epoch"), flush=True)
-        key = rec.get("val_gold", -rec["val_loss"])
-        if best is None or key > best[0]:
-            best = (key, epoch + 1, {k: v.detach().clone() for k, v in model.state_dict().items()})
-    model.load_state_dict(best[2])
-    print(f"[sft] selected epoch {best[1]} (by {'gold score' if data['gold'] else 'validation loss'})")
-    return history, best[1]
+            if j + 1 == steps_per_epoch:  # end of epoch: validate, select by gold score (paper: RM score)
+                rec = {"epoch": epoch + 1, "val_loss": val_loss(model, held, enc.eot_token, device, 64)}
+                if data["gold"] and data["val"]:
+                    ev = evaluate_model(model, enc, data["val"], seed=args.seed, greedy=False)
+                    rec["val_gold"] = ev["report"]["gold_score"]
+                history.append(rec)
+                prog.log(f"epoch {epoch + 1}: " + " ".join(f"{k} {v:.4f}" for k, v in rec.items() if k != "epoch"))
+                key = rec.get("val_gold", -rec["val_loss"])
+                if best is None or key > best["key"]:
+                    best = {"key": key, "epoch": epoch + 1, "model": {k: v.clone() for k, v in model.state_dict().items()}}
+            end_of_step(run, "sft", step - 1, model, opt, history=history, best=best)
+    model.load_state_dict(best["model"])
+    prog.log(f"selected epoch {best['epoch']} (by {'gold score' if data['gold'] else 'validation loss'})")
+    return history, best["epoch"]
 
 
 # -----------------------------------------------------------------------------
@@ -194,39 +261,59 @@ def sft(model, enc, data, args, device):
 def main(argv=None):
     args = get_args(argv)
     t0 = time.time()
-    seed_everything(args.seed)
-    device = get_device()
+    rank, world, device = ddp_setup()
+    seed_everything(args.seed + rank)  # dropout differs per rank; data slices are chosen explicitly
     data = load_data(args)
     os.makedirs(args.out, exist_ok=True)
-    metrics = {"args": vars(args)}
-
-    if args.init:  # step 0 done elsewhere: ours or a local GPT-2
-        model, tok_name, _ = load_checkpoint(args.init, kind="policy")
-        if args.tokenizer != tok_name and args.tokenizer != "nanorlhf":
-            raise ValueError(f"--init {args.init} was trained with tokenizer {tok_name!r}, not {args.tokenizer!r}")
-        enc = get_tokenizer(tok_name)
-        if model.config.vocab_size < enc.n_vocab:
-            raise ValueError(f"--init {args.init}: vocabulary {model.config.vocab_size} is smaller than tokenizer "
-                             f"{tok_name!r}'s {enc.n_vocab}")
-    else:
-        tok_name = args.tokenizer
-        enc = get_tokenizer(tok_name)
-        cfg = GPTConfig(vocab_size=enc.n_vocab, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd)
-        model = GPT(cfg).to(device)
-        print(f"[pretrain] new model: {model.num_params():,} parameters, vocabulary {enc.n_vocab}", flush=True)
-        metrics["base_pretrain_loss"] = pretrain(model, enc, data["pretrain"], args, device)
-        save_checkpoint(os.path.join(args.out, "base.pt"), model, tok_name, "policy")
-    model.to(device)
-    metrics["n_params"] = model.num_params()
-    base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    model.config.dropout = args.dropout
-    for m in model.modules():
-        if isinstance(m, torch.nn.Dropout):
-            m.p = args.dropout
-    metrics["history"], metrics["selected_epoch"] = sft(model, enc, data, args, device)
-    model.config.dropout = 0.0  # saved for sampling, RM and PPO: no dropout
-    save_checkpoint(os.path.join(args.out, "model.pt"), model, tok_name, "policy")
+    state = load_state(os.path.join(args.out, "state.pt")) if args.resume else None
+    if state is not None:
+        changed = {k: (state["args"][k], getattr(args, k)) for k in RESUME_KEYS if state["args"][k] != getattr(args, k)}
+        if changed:
+            raise ValueError(f"--resume: these options differ from the saved run (saved, now): {changed}")
+    run = dict(args=args, device=device, rank=rank, world=world, global_step=state["global_step"] if state else 0,
+               losses=state["losses"] if state else {"pretrain": [], "sft": []},
+               metrics=state["metrics"] if state else {"args": vars(args)})
+    metrics = run["metrics"]
+    signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        if args.init:  # step 0 done elsewhere: ours or a local GPT-2
+            model, tok_name, _ = load_checkpoint(args.init, kind="policy")
+            enc = get_tokenizer(tok_name)
+            if model.config.vocab_size < enc.n_vocab:
+                raise ValueError(f"--init {args.init}: vocabulary {model.config.vocab_size} is smaller than "
+                                 f"tokenizer {tok_name!r}'s {enc.n_vocab}")
+        elif state is not None and state["stage"] == "sft":  # pretraining finished before the interruption
+            model, tok_name, _ = load_checkpoint(os.path.join(args.out, "base.pt"), kind="policy")
+            enc = get_tokenizer(tok_name)
+        else:
+            tok_name = args.tokenizer
+            enc = get_tokenizer(tok_name)
+            cfg = GPTConfig(vocab_size=enc.n_vocab, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd)
+            model = GPT(cfg).to(device)
+            if state is not None:
+                model.load_state_dict(state["model"])
+            if rank == 0:
+                print(f"[pretrain] new model: {model.num_params():,} parameters, vocabulary {enc.n_vocab}", flush=True)
+            metrics["base_pretrain_loss"] = pretrain(run, model, enc, data["pretrain"], state)
+            if rank == 0:
+                save_checkpoint(os.path.join(args.out, "base.pt"), model, tok_name, "policy")
+            state = None  # pretraining's state is used up
+        model.to(device)
+        metrics["n_params"] = model.num_params()
+        base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if state is not None and state["stage"] == "sft":
+            model.load_state_dict(state["model"])
+        for m in model.modules():  # the paper's residual dropout, for SFT only
+            if isinstance(m, torch.nn.Dropout):
+                m.p = args.dropout
+        metrics["history"], metrics["selected_epoch"] = sft(run, model, enc, data, state)
+    except Stop as e:
+        print(f"[stop] {e}", flush=True)
+        return
+    metrics["losses"] = run["losses"]
+    if rank > 0:
+        return  # rank 0 evaluates and writes
+    save_checkpoint(os.path.join(args.out, "model.pt"), model, tok_name, "policy")  # dropout 0 in its config
 
     if data["gold"]:  # base vs SFT on held-out test prompts, judged by the gold labeler
         print(f"[eval] base and SFT on {len(data['test'])} test prompts", flush=True)

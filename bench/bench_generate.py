@@ -8,8 +8,9 @@ import time
 
 import torch
 
-from nanorlhf.common import autocast, get_device
+from nanorlhf.common import get_device
 from nanorlhf.model import GPT, GPTConfig, generate
+from nanorlhf.tokenizer import get_tokenizer
 
 
 def median_time(fn, reps):
@@ -30,7 +31,7 @@ def main():
     args = ap.parse_args()
     device = get_device()
     torch.manual_seed(0)
-    cfg = GPTConfig()
+    cfg = GPTConfig(vocab_size=get_tokenizer().n_vocab)  # the default model of train_sft.py
     model = GPT(cfg).to(device).eval()
     prompts = [torch.randint(0, cfg.vocab_size, (args.prompt_len - i % 8,)).tolist() for i in range(args.batch)]
     eot = cfg.vocab_size - 1  # (an untrained model rarely samples it: rows run to full length)
@@ -47,22 +48,22 @@ def main():
         print(f"| {'KV cache' if use_cache else 'no cache'} | {t:.3f} | {args.batch * args.new_tokens / t:,.0f} |")
     print(f"\nKV-cache speed-up: {rows[1][1] / rows[0][1]:.1f}x")
 
-    # Training throughput: forward + backward + AdamW step, batch 32 x 128, bf16 autocast.
+    # Training throughput: forward + backward + AdamW step, batch 32 x 128, fp32 and bf16 autocast.
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randint(0, cfg.vocab_size, (32, 129), device=device)
-
-    def step():
-        with autocast(device):
-            logits = model(x[:, :-1])
+    print("\n| training step (32 x 128 tokens) | median s/step | tokens/s |\n|---|---|---|")
+    for dtype in (torch.float32, torch.bfloat16):
+        def step():
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+                logits = model(x[:, :-1])
             loss = torch.nn.functional.cross_entropy(logits.float().view(-1, cfg.vocab_size), x[:, 1:].reshape(-1))
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    step()
-    t = median_time(step, args.reps * 2)
-    print(f"\n| training (32 x 128 tokens, bf16 autocast) | median s/step | tokens/s |\n|---|---|---|\n"
-          f"| fwd+bwd+AdamW | {t:.3f} | {32 * 128 / t:,.0f} |")
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        step()
+        t = median_time(step, args.reps * 2)
+        print(f"| {'fp32' if dtype == torch.float32 else 'bf16 autocast'} | {t:.3f} | {32 * 128 / t:,.0f} |")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from dataclasses import asdict
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from nanorlhf.model import GPT, GPTConfig, from_pretrained_gpt2
 from nanorlhf.tokenizer import PROMPT, RESPONSE, encode, get_tokenizer
@@ -25,11 +26,53 @@ def get_device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+# -----------------------------------------------------------------------------
+# Several processes: PyTorch's DistributedDataParallel under torchrun (gloo on CPU, nccl on CUDA)
+
+def ddp_setup():
+    """(rank, world_size, device). Under torchrun (RANK set) joins the process group; alone, (0, 1, device)."""
+    if "RANK" not in os.environ:
+        return 0, 1, get_device()
+    cuda = torch.cuda.is_available()
+    dist.init_process_group("nccl" if cuda else "gloo")
+    if cuda:
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    return dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{os.environ['LOCAL_RANK']}" if cuda else "cpu")
+
+
+def ddp_wrap(model, world_size):
+    return torch.nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
+
+
+def all_mean(x, world_size):
+    """Mean of a float over ranks (metrics and logs agree on every rank)."""
+    if world_size == 1:
+        return float(x)
+    t = torch.tensor(float(x), dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.item() / world_size
+
+
+def all_sum(x, world_size):
+    if world_size == 1:
+        return float(x)
+    t = torch.tensor(float(x), dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.item()
+
+
+def barrier(world_size):
+    if world_size > 1:
+        dist.barrier()
+
+
 def autocast(device):
-    """bf16 autocast: 1.3-2x faster training on this CPU (avx512_bf16) and the norm on GPUs."""
-    if os.environ.get("NANORLHF_FP32"):
-        return nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    """bf16 autocast on GPUs. On CPU fp32 by default: at this model's width (128) bf16 matmuls and
+    SDPA's bf16 backward measured slower than fp32 on the 2-core machine (bench/bench_generate.py);
+    NANORLHF_BF16=1 turns it on anyway."""
+    if device.type == "cuda" or os.environ.get("NANORLHF_BF16") == "1":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
 
 
 # -----------------------------------------------------------------------------
@@ -38,15 +81,33 @@ def autocast(device):
 def save_checkpoint(path, model, tokenizer, kind, **extra):
     """Write atomically: a temporary file, fsync, then rename, so a crash mid-save leaves the
     previous checkpoint intact."""
+    save_state(path, {"config": asdict(model.config), "model": model.state_dict(), "tokenizer": tokenizer,
+                      "kind": kind, **extra})
+
+
+def save_state(path, state):
+    """A resumable training state (model, optimizer, RNG, step...): tensors and plain values only."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    ckpt = {"config": asdict(model.config), "model": model.state_dict(), "tokenizer": tokenizer,
-            "kind": kind, **extra}
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "wb") as f:
-        torch.save(ckpt, f)
+        torch.save(state, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def load_state(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--resume: no saved state at {path} (nothing to resume; drop --resume)")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def check_finite(loss, stage, step, grad_norm=None):
+    """The NaN/inf guard: stop before a bad update, so the last checkpoint stays the last good one."""
+    for name, x in (("loss", loss), ("gradient norm", grad_norm)):
+        if x is not None and not torch.isfinite(x):
+            raise FloatingPointError(f"[{stage}] non-finite {name} ({x.item()}) at step {step + 1}: stopped before "
+                                     "the update; the last saved checkpoint is untouched. Try a lower learning rate.")
 
 
 def load_checkpoint(path, kind=None):
@@ -148,23 +209,28 @@ def lr_at(step, total, lr, warmup):
 # Progress and metrics
 
 class Progress:
-    """Prints a line at most every `every` seconds: step, the caller's stats, tokens/s, elapsed, ETA."""
+    """Prints a line at most every `every` seconds: step, the caller's stats, tokens/s, elapsed, ETA.
+    `quiet` silences it (ranks other than 0)."""
 
-    def __init__(self, total, name, every=5.0):
-        self.total, self.name, self.every = total, name, every
+    def __init__(self, total, name, every=5.0, quiet=False):
+        self.total, self.name, self.every, self.quiet = total, name, every, quiet
         self.t0 = self.last = time.time()
-        self.tokens = 0
+        self.tokens, self.first = 0, None
 
-    def step(self, i, tokens=0, force=False, **stats):
+    def log(self, msg):
+        if not self.quiet:
+            print(f"[{self.name}] {msg}", flush=True)
+
+    def step(self, i, tokens=0, **stats):
+        self.first = i if self.first is None else self.first  # a resumed run starts past 0
         self.tokens += tokens
         now = time.time()
-        if not force and now - self.last < self.every and i + 1 < self.total:
+        if now - self.last < self.every and i + 1 < self.total:
             return
         self.last, el = now, now - self.t0
-        eta = el / (i + 1) * (self.total - i - 1)
+        eta = el / (i + 1 - self.first) * (self.total - i - 1)
         s = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in stats.items())
-        print(f"[{self.name}] step {i + 1}/{self.total} {s} | {self.tokens / el:,.0f} tok/s | "
-              f"{el:.0f}s elapsed, ETA {eta:.0f}s", flush=True)
+        self.log(f"step {i + 1}/{self.total} {s} | {self.tokens / el:,.0f} tok/s | {el:.0f}s elapsed, ETA {eta:.0f}s")
 
 
 def write_metrics(out_dir, metrics):

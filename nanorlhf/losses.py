@@ -67,7 +67,7 @@ def rm_ranking_loss(rewards, k):
     mean over prompts, so a prompt with 9 completions does not outweigh one with 4.
     Returns (loss, accuracy): accuracy = fraction of pairs with r_w > r_l, same weighting.
     """
-    B, K = rewards.shape
+    K = rewards.shape[1]
     idx = torch.arange(K, device=rewards.device)
     valid = idx < k[:, None]  # (B, K)
     # zero the padding first: garbage there would make NaN differences and NaN gradients
@@ -119,7 +119,7 @@ def gae(rewards, values, mask, gamma, lam):
     m = mask.to(values.dtype)
     rewards = torch.where(mask.bool(), rewards, 0.0)
     values = torch.where(mask.bool(), values, 0.0)  # padding values must not bootstrap
-    B, T = rewards.shape
+    T = rewards.shape[1]
     advantages = torch.zeros_like(values)
     next_adv = next_value = next_m = torch.zeros_like(values[:, 0])  # (B,) past the end
     for t in reversed(range(T)):
