@@ -180,7 +180,7 @@ def main(argv=None):
                 ref_logp, _ = policy_forward(ref, ids, start, Tr, args.temperature, device)
                 values = value_forward(value_model, ids, start, Tr, device)
                 with autocast(device):
-                    score = rm.score(ids, lengths).float()  # (b,) r_theta(x, y) at the last token
+                    score = rm(ids, lengths=lengths).float()  # (b,) r_theta(x, y) at the last token
                 score = torch.where(stopped[mb], score, torch.full_like(score, args.truncated_score))
                 rewards, kl = kl_shaped_rewards(score, logp, ref_logp, mask, beta)
                 adv, ret = gae(rewards, values, mask, args.gamma, args.lam)

@@ -23,6 +23,7 @@ Writes model.pt (kind "reward") and metrics.json to --out. Departs from the pape
 import argparse
 import os
 import random
+import signal
 import time
 
 import numpy as np
@@ -30,8 +31,10 @@ import torch
 
 from nanorlhf import data as jdata
 from nanorlhf import world
-from nanorlhf.common import (Progress, autocast, encode_example, get_device, load_checkpoint, lr_at, pad_right,
-                             save_checkpoint, seed_everything, to_scalar_head, write_metrics)
+from nanorlhf.common import (Progress, Stop, all_mean, all_min, all_sum, autocast, check_finite, check_resume,
+                             ddp_setup, ddp_wrap, encode_example, end_of_step, gather_objects, load_checkpoint,
+                             load_state, lr_at, on_sigint, pad_right, save_checkpoint, seed_everything,
+                             to_scalar_head, write_metrics)
 from nanorlhf.evaluate import has_gold, sample
 from nanorlhf.losses import rm_ranking_loss
 from nanorlhf.tokenizer import get_tokenizer
@@ -50,13 +53,16 @@ def get_args(argv=None):
     ap.add_argument("--batch-size", type=int, default=16, help="prompts (each with all its K responses) per step")
     ap.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (cosine decay)")
     ap.add_argument("--seed", type=int, default=0, help="random seed")
+    ap.add_argument("--resume", action="store_true", help="continue from --out/state.pt (saved every --save-every steps and on Ctrl-C)")
+    ap.add_argument("--save-every", type=int, default=100, help="optimizer steps between resumable states")
+    ap.add_argument("--stop-at-step", type=int, help="save a resumable state and stop after this many steps")
     ap.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
     args = ap.parse_args(argv)
     if args.quick:
         args.n_prompts, args.n_val, args.epochs = 40, 20, 1
     if not 2 <= args.k_min <= args.k_max:
         ap.error(f"need 2 <= --k-min <= --k-max, got {args.k_min}, {args.k_max}")
-    for name in ("n_prompts", "n_val", "epochs", "batch_size"):
+    for name in ("n_prompts", "n_val", "epochs", "batch_size", "save_every"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     return args
@@ -83,7 +89,7 @@ def batch_rewards(rm, enc, batch, device):
     seqs = [encode_example(enc, c["prompt"], c["responses"][j])[0] for c in batch for j in c["ranking"]]
     ids, lengths = pad_right(seqs, enc.eot_token)
     with autocast(device):
-        r = rm.score(ids.to(device), lengths.to(device)).float()  # (sum K,)
+        r = rm(ids.to(device), lengths=lengths.to(device)).float()  # (sum K,)
     k = torch.tensor([len(c["ranking"]) for c in batch], device=device)
     rewards = torch.zeros(len(batch), int(k.max()), device=device)
     rewards[torch.arange(len(batch), device=device).repeat_interleave(k),
@@ -99,109 +105,139 @@ def reward_of(rm, enc, prompts, responses, device, batch_size=256):
         seqs = [encode_example(enc, p, r)[0] for p, r in zip(prompts[i:i + batch_size], responses[i:i + batch_size])]
         ids, lengths = pad_right(seqs, enc.eot_token)
         with autocast(device):
-            out.append(rm.score(ids.to(device), lengths.to(device)).float())
+            out.append(rm(ids.to(device), lengths=lengths.to(device)).float())
     return torch.cat(out)
 
 
 def pair_accuracy(rm, enc, comps, device, order_of):
-    """Fraction of pairs of distinct responses that the RM orders as `order_of(comparison)` does."""
+    """(hits, pairs): pairs of distinct responses that the RM orders as `order_of(comparison)` does."""
     hits = total = 0
     for c in comps:
         r = reward_of(rm, enc, [c["prompt"]] * len(c["responses"]), c["responses"], device).tolist()
-        order = order_of(c)
+        order = [i for i in order_of(c) if i is not None]
         for a in range(len(order)):
             for b in range(a + 1, len(order)):
-                if order[a] is None or order[b] is None:
-                    continue
                 hits += r[order[a]] > r[order[b]]
                 total += 1
-    return hits / max(1, total)
+    return hits, total
 
 
 def gold_order(c):
-    """Responses best first by the gold labeler; ties (equal gold) dropped from the pairs."""
+    """Responses best first by the gold labeler; a response tied in gold with another is dropped."""
     s = [world.score(c["prompt"], y)["total"] for y in c["responses"]]
     order = sorted(range(len(s)), key=lambda i: -s[i])
     return [i if all(abs(s[i] - s[j]) > 1e-9 for j in order if j != i) else None for i in order]
 
 
+RESUME_KEYS = ("sft", "data", "n_prompts", "n_val", "k_min", "k_max", "epochs", "batch_size", "lr", "seed")
+
+
 def main(argv=None):
     args = get_args(argv)
     t0 = time.time()
+    rank, world_size, device = ddp_setup()
     seed_everything(args.seed)
-    rng = random.Random(args.seed)
-    device = get_device()
+    rng = random.Random(args.seed * 1000 + rank)  # each rank samples and ranks its own shard
     policy, tok_name, _ = load_checkpoint(args.sft, kind="policy")
     policy.to(device).eval()
     enc = get_tokenizer(tok_name)
-    metrics = {"args": vars(args)}
+    state = load_state(os.path.join(args.out, "state.pt")) if args.resume else None
+    if state is not None:
+        check_resume(state, args, RESUME_KEYS)
+    say = print if rank == 0 else (lambda *a, **k: None)
 
     # --- comparison data: sampled from the SFT policy and ranked by the noisy labeler, or the user's
-    if args.data:
+    if state is not None:  # the sampled comparisons were saved with the state
+        comps, val, demos, gold = (state["data"][k] for k in ("comps", "val", "demos", "gold"))
+        comps, val = comps[rank], val[rank]
+    elif args.data:
         comps = jdata.read_jsonl(os.path.join(args.data, "comparisons.jsonl"), "comparisons")
         demos_path = os.path.join(args.data, "demos.jsonl")
         demos = jdata.read_jsonl(demos_path, "demos") if os.path.exists(demos_path) else []
-        rng.shuffle(comps)
+        random.Random(args.seed).shuffle(comps)
         n_val = min(args.n_val, len(comps) // 10)
-        val, comps = comps[:n_val], comps[n_val:]
+        val, comps = comps[:n_val][rank::world_size], comps[n_val:][rank::world_size]
         gold = has_gold([c["prompt"] for c in val])
     else:
         w = world.make_world(seed=args.seed, scale=0.05 if args.quick else 1.0)
-        print(f"[rm] sampling {args.k_min}..{args.k_max} responses for {args.n_prompts} + {args.n_val} prompts", flush=True)
-        comps = sample_comparisons(policy, enc, w["rm_prompts"][:args.n_prompts], args, rng)
-        val = sample_comparisons(policy, enc, w["val_prompts"][:args.n_val], args, rng)
+        say(f"[rm] sampling {args.k_min}..{args.k_max} responses for {args.n_prompts} + {args.n_val} prompts", flush=True)
+        comps = sample_comparisons(policy, enc, w["rm_prompts"][:args.n_prompts][rank::world_size], args, rng)
+        val = sample_comparisons(policy, enc, w["val_prompts"][:args.n_val][rank::world_size], args, rng)
         demos, gold = w["demos"], True
-    if args.batch_size > len(comps):
-        raise ValueError(f"--batch-size {args.batch_size} exceeds the {len(comps)} comparisons")
-    metrics["n_comparisons"], metrics["n_pairs"] = len(comps), sum(len(c["ranking"]) * (len(c["ranking"]) - 1) // 2 for c in comps)
-    metrics["mean_k"] = float(np.mean([len(c["ranking"]) for c in comps]))
-    print(f"[rm] {len(comps)} ranked prompts ({metrics['n_pairs']} pairs, mean K {metrics['mean_k']:.2f}), "
-          f"{len(val)} held out; sampled in {time.time() - t0:.0f}s", flush=True)
+    n_comps = int(all_sum(len(comps), world_size))
+    steps_per_epoch = int(all_min(len(comps) // args.batch_size, world_size))  # every rank takes the same steps
+    if steps_per_epoch == 0:
+        raise ValueError(f"--batch-size {args.batch_size} exceeds the {len(comps)} comparisons of a process")
+    metrics = {"args": vars(args), "n_comparisons": n_comps, "mean_k": all_mean(np.mean([len(c["ranking"]) for c in comps]), world_size),
+               "n_pairs": int(all_sum(sum(len(c["ranking"]) * (len(c["ranking"]) - 1) // 2 for c in comps), world_size))}
+    say(f"[rm] {n_comps} ranked prompts ({metrics['n_pairs']} pairs, mean K {metrics['mean_k']:.2f}), "
+        f"{int(all_sum(len(val), world_size))} held out; sampled in {time.time() - t0:.0f}s", flush=True)
+    all_comps, all_val = gather_objects(comps, world_size), gather_objects(val, world_size)
+    if rank == 0 and state is None and not args.data:  # the labeled data, reusable with --data
+        jdata.write_jsonl(os.path.join(args.out, "comparisons.jsonl"), [c for cs in all_comps for c in cs])
 
     # --- the RM: SFT trunk, scalar head at the last token
     rm = to_scalar_head(policy).to(device).train()
     del policy
     opt = torch.optim.AdamW(rm.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
-    steps_per_epoch = len(comps) // args.batch_size
+    step = 0
+    if state is not None:
+        rm.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        torch.set_rng_state(state["rng"])
+        step = state["step"]
+    ddp_rm = ddp_wrap(rm, world_size)
     total = args.epochs * steps_per_epoch
-    prog, step = Progress(total, "rm"), 0
-    for epoch in range(args.epochs):
-        order = np.random.default_rng([args.seed, epoch]).permutation(len(comps))
-        for j in range(steps_per_epoch):  # prompts, never pairs, are shuffled (paper, section 3.5)
-            batch = [comps[i] for i in order[j * args.batch_size:(j + 1) * args.batch_size]]
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, total, args.lr, warmup=10)
-            rewards, k = batch_rewards(rm, enc, batch, device)
-            loss, acc = rm_ranking_loss(rewards, k)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"[rm] non-finite loss at step {step + 1}; nothing was saved")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            prog.step(step, tokens=int(k.sum()), epoch=epoch + 1, loss=loss.item(), acc=acc.item())
-            step += 1
+    prog = Progress(total, "rm", quiet=rank > 0)
+    data_state = dict(comps=all_comps, val=all_val, demos=demos, gold=gold)
+    run = dict(args=args, rank=rank, world=world_size, resume_keys=RESUME_KEYS, global_step=step)
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        for epoch in range(step // steps_per_epoch, args.epochs):
+            order = np.random.default_rng([args.seed, rank, epoch]).permutation(len(comps))
+            for j in range(step - epoch * steps_per_epoch, steps_per_epoch):
+                # prompts, never pairs, are shuffled: all C(K,2) pairs of a prompt stay together (section 3.5)
+                batch = [comps[i] for i in order[j * args.batch_size:(j + 1) * args.batch_size]]
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(step, total, args.lr, warmup=10)
+                rewards, k = batch_rewards(ddp_rm, enc, batch, device)
+                loss, acc = rm_ranking_loss(rewards, k)
+                check_finite(loss, "rm", step)
+                loss.backward()
+                check_finite(loss, "rm", step, torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0))
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                step += 1
+                prog.step(step - 1, tokens=int(k.sum()) * world_size, epoch=epoch + 1,
+                          loss=all_mean(loss.item(), world_size), acc=all_mean(acc.item(), world_size))
+                end_of_step(run, lambda: dict(step=step, model=rm.state_dict(), opt=opt.state_dict(), data=data_state))
+    except Stop as e:
+        say(f"[stop] {e}", flush=True)
+        return
     rm.eval()
 
     # --- normalization: the demonstrations score 0 on average before RL
     if demos:
-        bias = reward_of(rm, enc, [d["prompt"] for d in demos], [d["response"] for d in demos], device).mean()
+        demo_r = lambda: reward_of(rm, enc, [d["prompt"] for d in demos], [d["response"] for d in demos], device).mean()
+        bias = demo_r()
         with torch.no_grad():
             rm.score_head.bias -= bias
-        metrics["demo_mean_reward"] = reward_of(rm, enc, [d["prompt"] for d in demos],
-                                                [d["response"] for d in demos], device).mean().item()
-        metrics["demo_bias_removed"] = bias.item()
+        metrics["demo_bias_removed"], metrics["demo_mean_reward"] = bias.item(), demo_r().item()
 
     # --- held-out accuracy, next to the ceiling set by the labelers' own agreement
-    metrics["val_accuracy"] = pair_accuracy(rm, enc, val, device, lambda c: c["ranking"])
+    ratio = lambda hits_total: all_sum(hits_total[0], world_size) / max(1, all_sum(hits_total[1], world_size))
+    metrics["val_accuracy"] = ratio(pair_accuracy(rm, enc, val, device, lambda c: c["ranking"]))
     metrics["passes_over_data"] = args.epochs
     if gold:
-        metrics["gold_accuracy"] = pair_accuracy(rm, enc, val, device, gold_order)
+        metrics["gold_accuracy"] = ratio(pair_accuracy(rm, enc, val, device, gold_order))
         # Two independent labelers agree this often on the same held-out samples: the noise ceiling.
         metrics["labeler_agreement"] = world.labeler_agreement(
-            [c["prompt"] for c in val], [c["responses"] for c in val], random.Random(args.seed + 7))
-    save_checkpoint(os.path.join(args.out, "model.pt"), rm, tok_name, "reward")
+            [c["prompt"] for cs in all_val for c in cs], [c["responses"] for cs in all_val for c in cs],
+            random.Random(args.seed + 7))
     metrics["wall_seconds"] = time.time() - t0
+    if rank > 0:
+        return
+    save_checkpoint(os.path.join(args.out, "model.pt"), rm, tok_name, "reward")
     path = write_metrics(args.out, metrics)
     for k in ("val_accuracy", "gold_accuracy", "labeler_agreement", "demo_mean_reward", "wall_seconds"):
         if k in metrics:

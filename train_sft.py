@@ -26,9 +26,9 @@ import torch
 
 from nanorlhf import data as jdata
 from nanorlhf import world
-from nanorlhf.common import (Progress, all_mean, all_sum, autocast, barrier, check_finite, ddp_setup, ddp_wrap,
-                             encode_example, heldout_stream, load_checkpoint, load_state, lr_at, pad_right,
-                             pretrain_batch, pretrain_loss, save_checkpoint, save_state, seed_everything,
+from nanorlhf.common import (Progress, Stop, all_mean, all_sum, autocast, check_finite, ddp_setup, ddp_wrap,
+                             check_resume, encode_example, end_of_step, heldout_stream, load_checkpoint, load_state, lr_at,
+                             on_sigint, pad_right, pretrain_batch, pretrain_loss, save_checkpoint, seed_everything,
                              write_metrics)
 from nanorlhf.evaluate import evaluate_model, gold_report, has_gold, win_rate
 from nanorlhf.losses import lm_loss
@@ -88,42 +88,7 @@ def load_data(args):
                 gold=has_gold(val + test))
 
 
-# -----------------------------------------------------------------------------
-# Resumable runs: a state file every --save-every steps, and on Ctrl-C (the first one finishes the
-# current step, saves, and exits; a second one kills). Batches are functions of (seed, step), so a
-# resumed run sees exactly the data an uninterrupted one would.
-
-STOP = {"requested": False}
-
-
-def _on_sigint(signum, frame):
-    if STOP["requested"]:
-        raise KeyboardInterrupt
-    STOP["requested"] = True
-    print("\n[interrupt] finishing this step, then saving a resumable state (Ctrl-C again to kill)", flush=True)
-
-
-class Stop(Exception):
-    """Raised between steps to save a state and exit cleanly (Ctrl-C or --stop-at-step)."""
-
-
-def end_of_step(run, stage, step, model, opt, **extra):
-    """Bookkeeping after every optimizer step: save a state every --save-every steps; stop when asked."""
-    run["global_step"] += 1
-    args = run["args"]
-    stop = STOP["requested"] or run["global_step"] == args.stop_at_step
-    if stop or (step + 1) % args.save_every == 0:
-        if run["rank"] == 0:
-            save_state(os.path.join(args.out, "state.pt"), dict(
-                stage=stage, step=step + 1, global_step=run["global_step"], model=model.state_dict(),
-                opt=opt.state_dict(), rng=torch.get_rng_state(), losses=run["losses"], metrics=run["metrics"],
-                args={k: getattr(args, k) for k in RESUME_KEYS}, **extra))
-        barrier(run["world"])
-    if stop:
-        raise Stop(f"saved a resumable state at step {run['global_step']} to {args.out}/state.pt; "
-                   "continue with the same command plus --resume")
-
-
+# options that must not change between an interrupted run and its --resume
 RESUME_KEYS = ("seed", "batch_size", "pretrain_steps", "pretrain_lr", "block_size", "epochs", "lr", "dropout", "init")
 
 
@@ -161,7 +126,8 @@ def pretrain(run, model, enc, docs, state):
         opt.zero_grad(set_to_none=True)
         run["losses"]["pretrain"].append(all_mean(loss.item(), world))
         prog.step(step, tokens=xy[:, 1:].numel() * world, loss=run["losses"]["pretrain"][-1])
-        end_of_step(run, "pretrain", step, model, opt)
+        end_of_step(run, lambda: dict(stage="pretrain", step=step + 1, model=model.state_dict(), opt=opt.state_dict(),
+                                      losses=run["losses"], metrics=run["metrics"]))
     return pretrain_loss(model, held, device)
 
 
@@ -250,7 +216,8 @@ def sft(run, model, enc, data, state):
                 key = rec.get("val_gold", -rec["val_loss"])
                 if best is None or key > best["key"]:
                     best = {"key": key, "epoch": epoch + 1, "model": {k: v.clone() for k, v in model.state_dict().items()}}
-            end_of_step(run, "sft", step - 1, model, opt, history=history, best=best)
+            end_of_step(run, lambda: dict(stage="sft", step=step, model=model.state_dict(), opt=opt.state_dict(),
+                                          losses=run["losses"], metrics=run["metrics"], history=history, best=best))
     model.load_state_dict(best["model"])
     prog.log(f"selected epoch {best['epoch']} (by {'gold score' if data['gold'] else 'validation loss'})")
     return history, best["epoch"]
@@ -267,14 +234,13 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     state = load_state(os.path.join(args.out, "state.pt")) if args.resume else None
     if state is not None:
-        changed = {k: (state["args"][k], getattr(args, k)) for k in RESUME_KEYS if state["args"][k] != getattr(args, k)}
-        if changed:
-            raise ValueError(f"--resume: these options differ from the saved run (saved, now): {changed}")
-    run = dict(args=args, device=device, rank=rank, world=world, global_step=state["global_step"] if state else 0,
+        check_resume(state, args, RESUME_KEYS)
+    run = dict(args=args, device=device, rank=rank, world=world, resume_keys=RESUME_KEYS,
+               global_step=state["global_step"] if state else 0,
                losses=state["losses"] if state else {"pretrain": [], "sft": []},
                metrics=state["metrics"] if state else {"args": vars(args)})
     metrics = run["metrics"]
-    signal.signal(signal.SIGINT, _on_sigint)
+    signal.signal(signal.SIGINT, on_sigint)
     try:
         if args.init:  # step 0 done elsewhere: ours or a local GPT-2
             model, tok_name, _ = load_checkpoint(args.init, kind="policy")

@@ -61,6 +61,23 @@ def all_sum(x, world_size):
     return t.item()
 
 
+def all_min(x, world_size):
+    if world_size == 1:
+        return x
+    t = torch.tensor(float(x), dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return t.item()
+
+
+def gather_objects(obj, world_size):
+    """[obj of rank 0, obj of rank 1, ...] on every rank."""
+    if world_size == 1:
+        return [obj]
+    out = [None] * world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def barrier(world_size):
     if world_size > 1:
         dist.barrier()
@@ -203,6 +220,48 @@ def lr_at(step, total, lr, warmup):
         return lr * (step + 1) / warmup
     t = min(1.0, (step - warmup) / max(1, total - warmup))
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+# -----------------------------------------------------------------------------
+# Resumable runs: a state file every --save-every steps, and on Ctrl-C (the first one finishes the
+# current step, saves, and exits; a second one kills). Batches are functions of (seed, step), so a
+# resumed run sees exactly the data an uninterrupted one would.
+
+STOP = {"requested": False}
+
+
+def on_sigint(signum, frame):
+    if STOP["requested"]:
+        raise KeyboardInterrupt
+    STOP["requested"] = True
+    print("\n[interrupt] finishing this step, then saving a resumable state (Ctrl-C again to kill)", flush=True)
+
+
+class Stop(Exception):
+    """Raised between steps to save a state and exit cleanly (Ctrl-C or --stop-at-step)."""
+
+
+def end_of_step(run, make_state):
+    """Bookkeeping after every optimizer step: save `make_state()` (plus step count, RNG and the
+    options that must not change) every --save-every steps; stop when asked to."""
+    run["global_step"] += 1
+    args = run["args"]
+    stop = STOP["requested"] or run["global_step"] == args.stop_at_step
+    if stop or run["global_step"] % args.save_every == 0:
+        if run["rank"] == 0:
+            save_state(os.path.join(args.out, "state.pt"), dict(
+                make_state(), global_step=run["global_step"], rng=torch.get_rng_state(),
+                args={k: getattr(args, k) for k in run["resume_keys"]}))
+        barrier(run["world"])
+    if stop:
+        raise Stop(f"saved a resumable state at step {run['global_step']} to {args.out}/state.pt; "
+                   "continue with the same command plus --resume")
+
+
+def check_resume(state, args, keys):
+    changed = {k: (state["args"][k], getattr(args, k)) for k in keys if state["args"][k] != getattr(args, k)}
+    if changed:
+        raise ValueError(f"--resume: these options differ from the saved run (saved, now): {changed}")
 
 
 # -----------------------------------------------------------------------------

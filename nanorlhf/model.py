@@ -143,10 +143,12 @@ class GPT(nn.Module):
     def num_params(self):
         return sum(p.numel() for p in self.parameters())  # tied weights are counted once
 
-    def forward(self, idx, attn_mask=None, pos=None, caches=None, return_hidden=False):
+    def forward(self, idx, attn_mask=None, pos=None, caches=None, return_hidden=False, lengths=None):
         """idx: (B, T) token ids. attn_mask: optional bool (B, 1, T, Tk) of allowed keys (padding);
         pos: optional (B, T) positions (default 0..T-1); caches: list of KVCache for generation.
-        Returns logits (B, T, V), or scores (B, T) with a scalar head, or hidden states (B, T, C)."""
+        Returns logits (B, T, V), or scores (B, T) with a scalar head, or hidden states (B, T, C).
+        With a scalar head and `lengths` (B,) of right-padded rows: the score at each row's last real
+        token, (B,). Padding after that token cannot reach it (causal attention)."""
         B, T = idx.shape
         if pos is None:
             pos = torch.arange(T, device=idx.device).unsqueeze(0)  # (1, T)
@@ -158,15 +160,10 @@ class GPT(nn.Module):
         x = self.transformer.ln_f(x)  # (B, T, C)
         if return_hidden:
             return x
-        if self.config.scalar_head:
-            return self.score_head(x).squeeze(-1)  # (B, T)
-        return self.lm_head(x)  # (B, T, V)
-
-    def score(self, idx, lengths):
-        """Scalar output read at the last real token of each right-padded row: (B,) from idx (B, T)
-        and lengths (B,). Padding after that token cannot reach it (causal attention)."""
-        s = self(idx)  # (B, T)
-        return s.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+        if not self.config.scalar_head:
+            return self.lm_head(x)  # (B, T, V)
+        s = self.score_head(x).squeeze(-1)  # (B, T)
+        return s if lengths is None else s.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)  # (B,)
 
 
 # -----------------------------------------------------------------------------

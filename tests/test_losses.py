@@ -167,13 +167,15 @@ def response_batch(draw):
     starts = draw(st.lists(st.integers(0, T), min_size=B, max_size=B))
     lengths = [draw(st.integers(0, T - s)) for s in starts]
     pos = torch.arange(T)[None, :]
-    mask = (pos >= torch.tensor(starts)[:, None]) & (pos < torch.tensor(starts)[:, None] + torch.tensor(lengths)[:, None])
+    start, end = torch.tensor(starts)[:, None], torch.tensor(starts)[:, None] + torch.tensor(lengths)[:, None]
+    mask = (pos >= start) & (pos < end)  # (B, T)
     g = torch.Generator().manual_seed(seed)
     scores = torch.randn(B, generator=g, dtype=DT)
     logprobs = -torch.rand(B, T, generator=g, dtype=DT) * 5
     ref_logprobs = -torch.rand(B, T, generator=g, dtype=DT) * 5
     beta = draw(st.floats(0.0, 1.0))
-    return scores, logprobs, ref_logprobs, mask, beta, [s + n - 1 if n else None for s, n in zip(starts, lengths)]
+    last = [s + n - 1 if n else None for s, n in zip(starts, lengths)]  # None: empty response
+    return scores, logprobs, ref_logprobs, mask, beta, last
 
 
 @SETTINGS

@@ -71,10 +71,10 @@ def test_scalar_head_reads_last_real_token_and_ignores_padding():
     padded = ids.clone()
     for b, n in enumerate(lengths):
         padded[b, n:] = 0
-    s1 = rm.score(ids, lengths)
-    s2 = rm.score(padded, lengths)
+    s1 = rm(ids, lengths=lengths)
+    s2 = rm(padded, lengths=lengths)
     assert torch.allclose(s1, s2, atol=1e-6)
-    alone = torch.stack([rm.score(ids[b:b + 1, :n], lengths[b:b + 1])[0] for b, n in enumerate(lengths)])
+    alone = torch.stack([rm(ids[b:b + 1, :n], lengths=lengths[b:b + 1])[0] for b, n in enumerate(lengths)])
     assert torch.allclose(s1, alone, atol=1e-5)
 
 

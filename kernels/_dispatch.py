@@ -1,0 +1,38 @@
+"""Where each kernel call runs: one rule, kept in one place.
+
+- CUDA tensors                       -> the Triton kernel.
+- CPU tensors                        -> the plain PyTorch reference,
+  unless TRITON_INTERPRET=1          -> the Triton kernel, run by Triton's CPU interpreter
+                                        (slow, but lets anyone check the kernels without a GPU).
+- Triton not installed (macOS, ...)  -> the reference, silently.
+
+Triton reads TRITON_INTERPRET when `@triton.jit` runs, i.e. when `kernels` is imported,
+so the variable must be set before that import (tests/conftest.py does it for pytest).
+"""
+import os
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # no Triton: kernel files must still import, so their references can be used
+
+    class _Missing:
+        """Stands in for `triton` and `triton.language`: `@triton.jit` returns the function untouched."""
+
+        def __getattr__(self, name):
+            return _Missing()
+
+        def __call__(self, *args, **kwargs):
+            return args[0] if args and callable(args[0]) else _Missing()
+
+    triton = tl = _Missing()
+    HAS_TRITON = False
+else:
+    HAS_TRITON = True
+
+INTERPRET = HAS_TRITON and os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def use_triton(x):
+    """True when the Triton kernel should handle tensor x (see the rule above)."""
+    return HAS_TRITON and (x.is_cuda or INTERPRET)

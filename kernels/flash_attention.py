@@ -1,0 +1,323 @@
+"""
+FlashAttention-2 in Triton: exact softmax attention without the (T, T) matrix.
+
+Run `TRITON_INTERPRET=1 python -m kernels.flash_attention` to check it on CPU,
+or `python -m kernels.flash_attention` on a GPU to check and benchmark it.
+
+Math, per head (q, k, v, o: (T, hs); s = sm_scale, 1/sqrt(hs) by default):
+
+    S = s * Q K^T              scores,                      (T, T), never stored
+    P = softmax(S) row-wise    causal: S_ij = -inf for j > i
+    O = P V
+
+Forward (online softmax). A program owns BLOCK_M query rows and walks the key
+blocks, keeping per row the running max m, the running sum l = sum_j exp(S_ij - m)
+and the unnormalized output acc = sum_j exp(S_ij - m) V_j. A new block with larger
+max m' rescales l and acc by alpha = exp(m - m'). At the end O = acc / l and we save
+the log-sum-exp LSE = m + log l (fp32, one per row): with it the backward rebuilds
+any block of P exactly as P_ij = exp(S_ij - LSE_i), without another max/sum pass.
+
+Backward (dO given):
+
+    dV = P^T dO
+    dP = dO V^T
+    dS = P * (dP - delta),     delta_i = sum_j P_ij dP_ij = rowsum(dO_i * O_i)
+    dQ = s * dS K
+    dK = s * dS^T Q
+
+delta is computed first by a tiny preprocess kernel. Then two kernels, so that
+each output block is written by exactly one program (no atomics, deterministic):
+the dK/dV kernel loops over query blocks for its key block, the dQ kernel loops
+over key blocks for its query block. Both recompute P from Q, K and LSE.
+
+Traps handled here: T need not be a multiple of the block (rows/keys past T are
+masked to -inf scores and zero probabilities, so no NaN leaks in); the causal mask is
+applied in the backward too (the Triton tutorial's backward assumes causal); fp16 and
+bf16 inputs accumulate in fp32. Note that on GPU fp32 inputs go through tl.dot's default
+TF32 precision, so fp32 results match the reference to ~1e-3, not 1e-6.
+
+The naive reference below materializes S and P: 2 * B*nh*T*T floats of memory
+traffic each way, which is what the kernel avoids (it reads Q, K, V, writes O).
+"""
+import math
+
+import torch
+
+from ._dispatch import INTERPRET, tl, triton, use_triton
+
+
+def flash_attention_ref(q, k, v, causal=True, sm_scale=None):
+    """Plain PyTorch attention. q, k, v: (B, nh, T, hs) -> (B, nh, T, hs)."""
+    T, hs = q.shape[-2], q.shape[-1]
+    sm_scale = 1.0 / math.sqrt(hs) if sm_scale is None else sm_scale
+    att = (q @ k.transpose(-2, -1)) * sm_scale  # (B, nh, T, T)
+    if causal:
+        mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+        att = att.masked_fill(~mask, float("-inf"))
+    softmax_dtype = torch.promote_types(att.dtype, torch.float32)  # fp32 for fp16/bf16, float64 stays
+    att = torch.softmax(att, dim=-1, dtype=softmax_dtype).to(q.dtype)
+    return att @ v  # (B, nh, T, hs)
+
+
+# ----------------------------------------------------------------------------- kernels
+# All tensors are made contiguous (B, nh, T, hs) by the wrapper, so a head starts at
+# bh * T * hs and a row at t * hs: no stride arguments needed.
+
+
+@triton.jit
+def _attn_fwd_kernel(
+    Q,  # (B, nh, T, hs) queries; this program reads BLOCK_M rows of one head
+    K,  # (B, nh, T, hs) keys, read block by block
+    V,  # (B, nh, T, hs) values, read block by block
+    O,  # (B, nh, T, hs) output, written once per row
+    LSE,  # (B, nh, T) fp32 log-sum-exp of each score row, saved for the backward
+    sm_scale,
+    T,
+    HS: tl.constexpr,  # head size, a power of two >= 16 (tl.dot needs dims >= 16)
+    BLOCK_M: tl.constexpr,  # query rows per program
+    BLOCK_N: tl.constexpr,  # keys per inner-loop step
+    CAUSAL: tl.constexpr,
+):
+    start_m = tl.program_id(0) * BLOCK_M
+    bh = tl.program_id(1).to(tl.int64)  # int64: B*nh*T*hs can exceed 2**31
+    Q += bh * T * HS
+    K += bh * T * HS
+    V += bh * T * HS
+    O += bh * T * HS
+    LSE += bh * T
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HS)
+    q = tl.load(Q + offs_m[:, None] * HS + offs_d[None, :], mask=offs_m[:, None] < T, other=0.0)
+
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)  # running row max of S
+    l_i = tl.zeros([BLOCK_M], tl.float32)  # running sum of exp(S - m_i)
+    acc = tl.zeros([BLOCK_M, HS], tl.float32)  # running sum of exp(S - m_i) V
+    # causal: keys past the block's last query row are all masked, skip them
+    end_n = tl.minimum(start_m + BLOCK_M, T) if CAUSAL else T
+    for start_n in range(0, end_n, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        kv_mask = offs_n[:, None] < T
+        k = tl.load(K + offs_n[:, None] * HS + offs_d[None, :], mask=kv_mask, other=0.0)
+        v = tl.load(V + offs_n[:, None] * HS + offs_d[None, :], mask=kv_mask, other=0.0)
+        s = tl.dot(q, tl.trans(k)) * sm_scale  # (BLOCK_M, BLOCK_N) fp32
+        valid = offs_n[None, :] < T
+        if CAUSAL:
+            valid = valid & (offs_m[:, None] >= offs_n[None, :])
+        s = tl.where(valid, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        # a row with no valid key yet has m_new = -inf, and -inf - (-inf) = NaN: shift by 0 instead
+        m_shift = tl.where(m_new == float("-inf"), 0.0, m_new)
+        p = tl.exp(s - m_shift[:, None])  # masked scores give exactly 0
+        alpha = tl.exp(m_i - m_shift)  # rescales what was summed under the old max
+        l_i = l_i * alpha + tl.sum(p, 1)
+        # p is rounded to v's dtype so the second matmul runs on fp16/bf16 tensor cores
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        m_i = m_new
+
+    l_i = tl.where(l_i == 0.0, 1.0, l_i)  # only rows with no valid key at all; their acc is 0
+    o = acc / l_i[:, None]
+    tl.store(O + offs_m[:, None] * HS + offs_d[None, :], o.to(O.dtype.element_ty), mask=offs_m[:, None] < T)
+    tl.store(LSE + offs_m, m_i + tl.log(l_i), mask=offs_m < T)
+
+
+@triton.jit
+def _attn_bwd_preprocess_kernel(
+    O,  # (B, nh, T, hs) forward output
+    DO,  # (B, nh, T, hs) gradient of the output
+    DELTA,  # (B*nh*T,) fp32 out: delta = rowsum(dO * O)
+    n_rows,
+    HS: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+):
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HS)
+    ptrs = offs_m[:, None].to(tl.int64) * HS + offs_d[None, :]
+    o = tl.load(O + ptrs, mask=offs_m[:, None] < n_rows, other=0.0).to(tl.float32)
+    do = tl.load(DO + ptrs, mask=offs_m[:, None] < n_rows, other=0.0).to(tl.float32)
+    tl.store(DELTA + offs_m, tl.sum(o * do, 1), mask=offs_m < n_rows)
+
+
+@triton.jit
+def _recompute_p(q, k, lse, offs_m, offs_n, sm_scale, T, CAUSAL: tl.constexpr):
+    """P_ij = exp(S_ij - LSE_i) for one (BLOCK_M, BLOCK_N) tile, exactly 0 where masked."""
+    s = tl.dot(q, tl.trans(k)) * sm_scale
+    valid = (offs_m[:, None] < T) & (offs_n[None, :] < T)
+    return tl.where(valid, tl.exp(s - lse[:, None]), 0.0)
+
+
+@triton.jit
+def _attn_bwd_dkdv_kernel(
+    Q,  # (B, nh, T, hs) queries, read block by block
+    K,  # (B, nh, T, hs) keys; this program owns BLOCK_N of them
+    V,  # (B, nh, T, hs) values; this program owns BLOCK_N of them
+    DO,  # (B, nh, T, hs) gradient of the output, read block by block
+    LSE,  # (B, nh, T) fp32 from the forward
+    DELTA,  # (B, nh, T) fp32 from the preprocess kernel
+    DK,  # (B, nh, T, hs) out, written only by this program
+    DV,  # (B, nh, T, hs) out, written only by this program
+    sm_scale,
+    T,
+    HS: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    CAUSAL: tl.constexpr,
+):
+    start_n = tl.program_id(0) * BLOCK_N
+    bh = tl.program_id(1).to(tl.int64)
+    Q += bh * T * HS
+    K += bh * T * HS
+    V += bh * T * HS
+    DO += bh * T * HS
+    DK += bh * T * HS
+    DV += bh * T * HS
+    LSE += bh * T
+    DELTA += bh * T
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HS)
+    kv_ptrs = offs_n[:, None] * HS + offs_d[None, :]
+    k = tl.load(K + kv_ptrs, mask=offs_n[:, None] < T, other=0.0)
+    v = tl.load(V + kv_ptrs, mask=offs_n[:, None] < T, other=0.0)
+
+    dk = tl.zeros([BLOCK_N, HS], tl.float32)
+    dv = tl.zeros([BLOCK_N, HS], tl.float32)
+    # causal: query rows before this key block never see it, start at the block holding row start_n
+    start = (start_n // BLOCK_M) * BLOCK_M if CAUSAL else 0
+    for start_m in range(start, T, BLOCK_M):
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        q_ptrs = offs_m[:, None] * HS + offs_d[None, :]
+        q = tl.load(Q + q_ptrs, mask=offs_m[:, None] < T, other=0.0)
+        do = tl.load(DO + q_ptrs, mask=offs_m[:, None] < T, other=0.0)
+        lse = tl.load(LSE + offs_m, mask=offs_m < T, other=0.0)
+        delta = tl.load(DELTA + offs_m, mask=offs_m < T, other=0.0)
+        p = _recompute_p(q, k, lse, offs_m, offs_n, sm_scale, T, CAUSAL)  # (BLOCK_M, BLOCK_N)
+        dv += tl.dot(tl.trans(p.to(do.dtype)), do)  # dV = P^T dO
+        dp = tl.dot(do, tl.trans(v))  # dP = dO V^T
+        ds = p * (dp - delta[:, None])  # dS = P * (dP - delta), 0 where masked
+        dk += tl.dot(tl.trans(ds.to(q.dtype)), q)  # dK = s * dS^T Q (s applied below)
+    tl.store(DK + kv_ptrs, (dk * sm_scale).to(DK.dtype.element_ty), mask=offs_n[:, None] < T)
+    tl.store(DV + kv_ptrs, dv.to(DV.dtype.element_ty), mask=offs_n[:, None] < T)
+
+
+@triton.jit
+def _attn_bwd_dq_kernel(
+    Q,  # (B, nh, T, hs) queries; this program owns BLOCK_M of them
+    K,  # (B, nh, T, hs) keys, read block by block
+    V,  # (B, nh, T, hs) values, read block by block
+    DO,  # (B, nh, T, hs) gradient of the output for this program's rows
+    LSE,  # (B, nh, T) fp32 from the forward
+    DELTA,  # (B, nh, T) fp32 from the preprocess kernel
+    DQ,  # (B, nh, T, hs) out, written only by this program
+    sm_scale,
+    T,
+    HS: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    CAUSAL: tl.constexpr,
+):
+    start_m = tl.program_id(0) * BLOCK_M
+    bh = tl.program_id(1).to(tl.int64)
+    Q += bh * T * HS
+    K += bh * T * HS
+    V += bh * T * HS
+    DO += bh * T * HS
+    DQ += bh * T * HS
+    LSE += bh * T
+    DELTA += bh * T
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HS)
+    q_ptrs = offs_m[:, None] * HS + offs_d[None, :]
+    q = tl.load(Q + q_ptrs, mask=offs_m[:, None] < T, other=0.0)
+    do = tl.load(DO + q_ptrs, mask=offs_m[:, None] < T, other=0.0)
+    lse = tl.load(LSE + offs_m, mask=offs_m < T, other=0.0)
+    delta = tl.load(DELTA + offs_m, mask=offs_m < T, other=0.0)
+
+    dq = tl.zeros([BLOCK_M, HS], tl.float32)
+    end_n = tl.minimum(start_m + BLOCK_M, T) if CAUSAL else T
+    for start_n in range(0, end_n, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        kv_ptrs = offs_n[:, None] * HS + offs_d[None, :]
+        k = tl.load(K + kv_ptrs, mask=offs_n[:, None] < T, other=0.0)
+        v = tl.load(V + kv_ptrs, mask=offs_n[:, None] < T, other=0.0)
+        p = _recompute_p(q, k, lse, offs_m, offs_n, sm_scale, T, CAUSAL)
+        dp = tl.dot(do, tl.trans(v))
+        ds = p * (dp - delta[:, None])
+        dq += tl.dot(ds.to(k.dtype), k)  # dQ = s * dS K (s applied below)
+    tl.store(DQ + q_ptrs, (dq * sm_scale).to(DQ.dtype.element_ty), mask=offs_m[:, None] < T)
+
+
+# ----------------------------------------------------------------------------- autograd
+
+# Small blocks keep the CPU interpreter fast and exercise the masked tails in tests;
+# 64 x 64 tiles fit shared memory for every head size up to 128 on current GPUs.
+BLOCK = 16 if INTERPRET else 64
+
+
+def _dot_dtype(x):
+    # Triton 3.9's interpreter runs tl.dot on the raw uint16 bits of bf16 tensors,
+    # so under the interpreter bf16 inputs are computed in fp32 (outputs stay bf16).
+    x = x.float() if INTERPRET and x.dtype == torch.bfloat16 else x
+    return x.contiguous()  # the kernels index rows as t * hs: no strides
+
+
+class _FlashAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, causal, sm_scale):
+        B, nh, T, hs = q.shape
+        assert k.shape == q.shape and v.shape == q.shape, "q, k, v must all be (B, nh, T, hs)"
+        assert hs in (16, 32, 64, 128), "head size must be 16, 32, 64 or 128"
+        q_, k_, v_ = _dot_dtype(q), _dot_dtype(k), _dot_dtype(v)
+        o = torch.empty_like(q, memory_format=torch.contiguous_format)
+        lse = torch.empty(B, nh, T, device=q.device, dtype=torch.float32)
+        grid = (triton.cdiv(T, BLOCK), B * nh)
+        _attn_fwd_kernel[grid](q_, k_, v_, o, lse, sm_scale, T, HS=hs, BLOCK_M=BLOCK, BLOCK_N=BLOCK, CAUSAL=causal)
+        ctx.save_for_backward(q_, k_, v_, o, lse)
+        ctx.causal, ctx.sm_scale, ctx.dtype = causal, sm_scale, q.dtype
+        return o
+
+    @staticmethod
+    def backward(ctx, do):
+        q, k, v, o, lse = ctx.saved_tensors
+        B, nh, T, hs = q.shape
+        do = do.contiguous()
+        delta = torch.empty_like(lse)
+        _attn_bwd_preprocess_kernel[(triton.cdiv(B * nh * T, BLOCK),)](o, do, delta, B * nh * T, HS=hs, BLOCK_M=BLOCK)
+        do = _dot_dtype(do)
+        dq, dk, dv = (torch.empty(q.shape, device=q.device, dtype=ctx.dtype) for _ in range(3))
+        grid = (triton.cdiv(T, BLOCK), B * nh)
+        meta = dict(HS=hs, BLOCK_M=BLOCK, BLOCK_N=BLOCK, CAUSAL=ctx.causal)
+        _attn_bwd_dkdv_kernel[grid](q, k, v, do, lse, delta, dk, dv, ctx.sm_scale, T, **meta)
+        _attn_bwd_dq_kernel[grid](q, k, v, do, lse, delta, dq, ctx.sm_scale, T, **meta)
+        return dq, dk, dv, None, None
+
+
+def flash_attention(q, k, v, causal=True, sm_scale=None):
+    """Softmax attention, q, k, v: (B, nh, T, hs) -> (B, nh, T, hs); causal: query i sees keys j <= i."""
+    sm_scale = 1.0 / math.sqrt(q.shape[-1]) if sm_scale is None else sm_scale
+    if not use_triton(q):
+        return flash_attention_ref(q, k, v, causal, sm_scale)
+    return _FlashAttention.apply(q, k, v, causal, sm_scale)
+
+
+# ----------------------------------------------------------------------------- check and benchmark
+if __name__ == "__main__":
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if not use_triton(torch.empty(0, device=device)):
+        print("no GPU: set TRITON_INTERPRET=1 to check the kernel on CPU with Triton's interpreter")
+    torch.manual_seed(0)
+    for causal in (True, False):
+        for T, hs in ((1, 16), (37, 32), (100, 64)):
+            q, k, v = (torch.randn(2, 3, T, hs, device=device, requires_grad=True) for _ in range(3))
+            do = torch.randn(2, 3, T, hs, device=device)
+            o = flash_attention(q, k, v, causal)
+            o.backward(do)
+            grads = [x.grad.clone() for x in (q, k, v)]
+            for x in (q, k, v):
+                x.grad = None
+            o_ref = flash_attention_ref(*(x.double() for x in (q, k, v)), causal)
+            o_ref.backward(do.double())
+            errs = [(o - o_ref).abs().max().item()] + [(g - x.grad).abs().max().item() for g, x in zip(grads, (q, k, v))]
+            print(f"causal={causal!s:5} T={T:3} hs={hs:3}  max abs err o/dq/dk/dv: " + " ".join(f"{e:.1e}" for e in errs))
+    if device == "cuda":
+        from .bench import bench_attention
+
+        bench_attention()

@@ -1,0 +1,282 @@
+"""
+Property tests for kernels/: each Triton kernel against its PyTorch reference run in float64.
+
+Without a GPU, Triton's interpreter runs the kernels on CPU tensors; tests/conftest.py sets
+TRITON_INTERPRET=1 for that before anything imports triton (Triton reads it at import, when
+`@triton.jit` runs). The interpreter is slow, so shapes stay small: T <= 40, V <= 300, and a
+few fixed tests at hs = 64 / 128 and V = 50257. On a CUDA machine the same tests run the
+compiled kernels on the GPU.
+
+    pytest tests/test_kernels.py -q
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # when this file is run without tests/conftest.py
+pytest.importorskip("triton")
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from kernels import (  # noqa: E402
+    flash_attention,
+    flash_attention_ref,
+    token_entropy,
+    token_entropy_ref,
+    token_kl,
+    token_kl_ref,
+    token_logprobs,
+    token_logprobs_ref,
+)
+from kernels._dispatch import use_triton  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+pytestmark = [
+    pytest.mark.skipif(
+        not use_triton(torch.empty(0, device=DEVICE)),
+        reason="kernels was imported before TRITON_INTERPRET=1 was set: tests would compare the reference to itself",
+    ),
+    # the interpreter computes masked lanes too (e.g. -inf - -inf) before tl.where drops them; numpy warns
+    pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning"),
+]
+
+
+def assert_close(actual, expected, atol, rtol, name="value"):
+    """|actual - expected| <= atol + rtol * |expected| elementwise (equal infinities pass, NaN fails)."""
+    a, e = actual.detach().cpu().double(), expected.detach().cpu().double()
+    assert a.shape == e.shape, f"{name}: shape {tuple(a.shape)} != expected {tuple(e.shape)}"
+    same = a == e  # also matches infinities of the same sign
+    err = torch.where(same, 0.0, (a - e).abs())
+    bad = ~(err <= atol + rtol * e.abs())  # NaN compares False, so it counts as bad
+    if bad.any():
+        i = bad.nonzero()[0].tolist()
+        raise AssertionError(
+            f"{name}: {int(bad.sum())}/{a.numel()} elements off (atol={atol}, rtol={rtol}); "
+            f"max abs err {err.max().item():.3g}, mean abs err {err.mean().item():.3g}; "
+            f"first at {i}: got {a[tuple(i)].item():.6g}, expected {e[tuple(i)].item():.6g}"
+        )
+
+
+# ----------------------------------------------------------------------------- strategies
+# all strategies in one place; the random tensors come from a drawn seed
+seeds = st.integers(0, 2**16)
+dtypes = st.sampled_from([torch.float32, torch.float16, torch.bfloat16])
+seq_lens = st.one_of(st.sampled_from([1, 2, 15, 16, 17, 31, 32, 37]), st.integers(1, 40))  # odd, prime, block edges
+head_sizes = st.sampled_from([16, 32])
+vocab_sizes = st.one_of(st.sampled_from([1, 2, 3, 64, 97, 128, 251, 300]), st.integers(1, 300))
+lead_shapes = st.sampled_from([(1,), (5,), (2, 3), (3, 1)])  # the (...) before V
+temperatures = st.sampled_from([1.0, 0.7, 1.6])
+logit_scales = st.sampled_from([1.0, 5.0, 30.0])
+
+
+def randn(*shape, seed, dtype=torch.float32, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    return (scale * torch.randn(*shape, generator=g)).to(DEVICE, dtype)
+
+
+# ----------------------------------------------------------------------------- flash attention
+# (atol, rtol) per input dtype. fp16/bf16 round P before P @ V and round the outputs;
+# on GPU fp32 matmuls use TF32 (10-bit mantissa), like bf16-ish precision.
+ATTN_TOL = {
+    torch.float32: (2e-3, 2e-3) if DEVICE == "cuda" else (1e-5, 1e-5),
+    torch.float16: (5e-3, 5e-3),
+    torch.bfloat16: (4e-2, 2e-2),
+}
+
+
+def attention_and_grads(fn, q, k, v, do, causal):
+    q, k, v = (x.detach().requires_grad_() for x in (q, k, v))
+    o = fn(q, k, v, causal=causal)
+    return (o, *torch.autograd.grad(o, (q, k, v), do))
+
+
+def check_attention(seed, B, nh, T, hs, causal, dtype, transposed=False):
+    # transposed: q, k, v as the model makes them, (B, T, nh, hs).transpose(1, 2), not contiguous
+    shape = (B, T, nh, hs) if transposed else (B, nh, T, hs)
+    q, k, v, do = (randn(*shape, seed=seed + i, dtype=dtype) for i in range(4))
+    if transposed:
+        q, k, v, do = (x.transpose(1, 2) for x in (q, k, v, do))
+    got = attention_and_grads(flash_attention, q, k, v, do, causal)
+    want = attention_and_grads(flash_attention_ref, q.double(), k.double(), v.double(), do.double(), causal)
+    atol, rtol = ATTN_TOL[dtype]
+    for name, a, e in zip(("o", "dq", "dk", "dv"), got, want):
+        assert a.dtype == dtype, f"{name} came back as {a.dtype}, not {dtype}"
+        assert_close(a, e, atol, rtol, f"{name} (B={B} nh={nh} T={T} hs={hs} causal={causal} {dtype})")
+
+
+@settings(max_examples=30)
+@given(seed=seeds, B=st.integers(1, 2), nh=st.integers(1, 2), T=seq_lens, hs=head_sizes,
+       causal=st.booleans(), dtype=dtypes, transposed=st.booleans())  # fmt: skip
+def test_flash_attention_matches_reference(seed, B, nh, T, hs, causal, dtype, transposed):
+    check_attention(seed, B, nh, T, hs, causal, dtype, transposed)
+
+
+@pytest.mark.parametrize("hs", [64, 128])
+@pytest.mark.parametrize("causal", [True, False])
+def test_flash_attention_large_heads(hs, causal):
+    check_attention(0, 1, 2, 19, hs, causal, torch.float32)
+
+
+@settings(max_examples=10)
+@given(seed=seeds, T=st.integers(2, 40), data=st.data())
+def test_flash_attention_causal_ignores_future(seed, T, data):
+    """Changing keys and values after position i changes neither o[:i+1] nor dq[:i+1]."""
+    i = data.draw(st.integers(0, T - 2), label="i")
+    q, k, v, do = (randn(1, 2, T, 16, seed=seed + j) for j in range(4))
+    k2, v2 = k.clone(), v.clone()
+    k2[:, :, i + 1 :] = randn(1, 2, T - i - 1, 16, seed=seed + 4, scale=10.0)
+    v2[:, :, i + 1 :] = randn(1, 2, T - i - 1, 16, seed=seed + 5, scale=10.0)
+    o, dq, _, _ = attention_and_grads(flash_attention, q, k, v, do, causal=True)
+    o2, dq2, _, _ = attention_and_grads(flash_attention, q, k2, v2, do, causal=True)
+    assert_close(o2[:, :, : i + 1], o[:, :, : i + 1], 1e-6, 0, "o before the perturbed keys")
+    assert_close(dq2[:, :, : i + 1], dq[:, :, : i + 1], 1e-6, 0, "dq before the perturbed keys")
+
+
+# ----------------------------------------------------------------------------- log-probs, entropy, KL
+# Values are fp32 math on the same (rounded) inputs: tight. Gradients come back in the
+# logits' dtype, so they carry its rounding: rtol of about one half-precision ulp.
+GRAD_TOL = {torch.float32: (1e-5, 1e-4), torch.float16: (1e-5, 1e-3), torch.bfloat16: (1e-5, 8e-3)}
+
+
+def value_and_grad(fn, logits, *args):
+    """fn(logits, *args) and the gradient of sum(w * fn) for fixed random weights w."""
+    logits = logits.detach().requires_grad_()
+    out = fn(logits, *args)
+    w = randn(*out.shape, seed=1234, dtype=out.dtype)
+    (grad,) = torch.autograd.grad((w * out).sum(), logits)
+    return out, grad
+
+
+def check_against_reference(fn, ref, logits, *args, atol=1e-4, rtol=1e-5, what=""):
+    """Kernel vs float64 reference on the same inputs: values, gradient and its dtype."""
+    out, grad = value_and_grad(fn, logits, *args)
+    args64 = [a.double() if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
+    out_ref, grad_ref = value_and_grad(ref, logits.double(), *args64)
+    assert out.dtype == torch.float32 and grad.dtype == logits.dtype
+    assert_close(out, out_ref, atol, rtol, f"{fn.__name__} {what}")
+    assert_close(grad, grad_ref, *GRAD_TOL[logits.dtype], f"d {fn.__name__} / d logits {what}")
+
+
+@given(seed=seeds, lead=lead_shapes, V=vocab_sizes, dtype=dtypes, temperature=temperatures, scale=logit_scales)
+def test_token_logprobs_matches_reference(seed, lead, V, dtype, temperature, scale):
+    logits = randn(*lead, V, seed=seed, dtype=dtype, scale=scale)
+    targets = torch.randint(0, V, lead, generator=torch.Generator().manual_seed(seed)).to(DEVICE)
+    what = f"(lead={lead} V={V} {dtype} tau={temperature} scale={scale})"
+    check_against_reference(token_logprobs, token_logprobs_ref, logits, targets, temperature, what=what)
+
+
+@given(seed=seeds, lead=lead_shapes, V=vocab_sizes, dtype=dtypes, temperature=temperatures, scale=logit_scales)
+def test_token_entropy_matches_reference(seed, lead, V, dtype, temperature, scale):
+    logits = randn(*lead, V, seed=seed, dtype=dtype, scale=scale)
+    what = f"(lead={lead} V={V} {dtype} tau={temperature} scale={scale})"
+    check_against_reference(token_entropy, token_entropy_ref, logits, temperature, what=what)
+
+
+@given(seed=seeds, lead=lead_shapes, V=vocab_sizes, dtype=dtypes, scale=logit_scales)
+def test_token_kl_matches_reference(seed, lead, V, dtype, scale):
+    logits = randn(*lead, V, seed=seed, dtype=dtype, scale=scale)
+    ref_logits = logits + randn(*lead, V, seed=seed + 1, dtype=dtype)  # a nearby policy, as in PPO
+    what = f"(lead={lead} V={V} {dtype} scale={scale})"
+    check_against_reference(token_kl, token_kl_ref, logits, ref_logits, atol=1e-4, rtol=1e-4, what=what)
+
+
+def extreme_logits(seed, N, V, dtype):
+    """Logits with entries at +-1e4 and -inf (a masked vocabulary), and targets that are finite."""
+    g = torch.Generator().manual_seed(seed)
+    logits = 3 * torch.randn(N, V, generator=g)
+    kind = torch.randint(0, 6, (N, V), generator=g)
+    logits[kind == 0] = 1e4
+    logits[kind == 1] = -1e4
+    logits[kind == 2] = float("-inf")
+    logits[:, 0] = 1.0  # every row keeps a finite entry
+    finite = torch.isfinite(logits).float()
+    targets = torch.multinomial(finite, 1, generator=g).squeeze(-1)
+    return logits.to(DEVICE, dtype), targets.to(DEVICE)
+
+
+@settings(max_examples=15)
+@given(seed=seeds, N=st.integers(1, 4), V=vocab_sizes, dtype=dtypes)
+def test_extreme_and_masked_logits(seed, N, V, dtype):
+    # fp32 numbers near 1e4 are 1e-3 apart, so log-sum-exps there carry ~1e-3 absolute error
+    logits, targets = extreme_logits(seed, N, V, dtype)
+    ref_logits, _ = extreme_logits(seed + 1, N, V, dtype)
+    # the same masked vocabulary: where only q is masked, KL = inf (correct, but not comparable)
+    ref_logits = torch.where(logits == float("-inf"), logits, ref_logits.nan_to_num(neginf=-1e4))
+    logp = token_logprobs(logits, targets)
+    assert torch.isfinite(logp).all(), "non-finite log-prob at a finite target"
+    check_against_reference(token_logprobs, token_logprobs_ref, logits, targets, 0.9, atol=4e-3, rtol=1e-5)
+    check_against_reference(token_entropy, token_entropy_ref, logits, atol=4e-3, rtol=1e-5)
+    check_against_reference(token_kl, token_kl_ref, logits, ref_logits, atol=4e-3, rtol=1e-5)
+
+
+@settings(max_examples=15)
+@given(seed=seeds, V=st.one_of(st.sampled_from([1, 2, 37, 64]), st.integers(1, 64)),  # V rows per call: keep V small
+       temperature=temperatures, scale=logit_scales, shift=st.sampled_from([-50.0, 3.0, 100.0]))  # fmt: skip
+def test_logprob_invariants(seed, V, temperature, scale, shift):
+    """log-probs <= 0, exp(log-probs) over the whole vocabulary sums to 1, adding a constant changes nothing."""
+    logits = randn(V, seed=seed, scale=scale)
+    all_logp = token_logprobs(logits.expand(V, V), torch.arange(V, device=DEVICE), temperature)  # (V,)
+    assert (all_logp <= 0).all()
+    assert abs(all_logp.double().exp().sum().item() - 1) < 1e-5
+    logits, shifted = logits.view(1, V), logits.view(1, V) + shift
+    assert_close(token_logprobs(shifted, all_logp.new_zeros(1, dtype=torch.long), temperature),
+                 all_logp[:1].view(1), 1e-4, 1e-5, "log-prob after adding a constant")  # fmt: skip
+    assert_close(token_entropy(shifted, temperature), token_entropy(logits, temperature), 1e-4, 1e-5, "entropy")
+    assert_close(token_kl(shifted, logits), torch.zeros(1), 1e-4, 0, "KL to a shifted copy")
+
+
+@given(seed=seeds, lead=lead_shapes, V=vocab_sizes, scale=logit_scales)
+def test_entropy_and_kl_invariants(seed, lead, V, scale):
+    """0 <= H <= log V; KL >= 0, and KL(p || p) == 0."""
+    logits = randn(*lead, V, seed=seed, scale=scale)
+    h = token_entropy(logits)
+    assert (h >= -1e-6).all() and (h <= torch.log(torch.tensor(float(V))) + 1e-5).all()
+    assert (token_kl(logits, randn(*lead, V, seed=seed + 1, scale=scale)) >= -1e-6).all()
+    kl_self, grad = value_and_grad(token_kl, logits, logits)
+    assert_close(kl_self, torch.zeros(lead), 1e-6, 0, "KL(p || p)")
+    assert_close(grad, torch.zeros_like(grad), 1e-6, 0, "dKL(p || p) / dlogits")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gpt2_vocabulary(dtype):
+    """V = 50257 (GPT-2's vocabulary, prime-ish, not a power of two) at a couple of tokens."""
+    logits = randn(1, 2, 50257, seed=0, dtype=dtype, scale=4.0)
+    ref_logits = logits + randn(1, 2, 50257, seed=1, dtype=dtype)
+    targets = torch.tensor([[17, 50256]], device=DEVICE)
+    # fp32 sums over 50k terms: a little looser than the small-V tests
+    check_against_reference(token_logprobs, token_logprobs_ref, logits, targets, 0.8, atol=1e-4, rtol=1e-5)
+    check_against_reference(token_entropy, token_entropy_ref, logits, 0.8, atol=1e-4, rtol=1e-4)
+    check_against_reference(token_kl, token_kl_ref, logits, ref_logits, atol=1e-4, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- dispatch
+FALLBACK_SCRIPT = """
+import sys, torch
+if sys.argv[1] == "no-triton":
+    sys.modules["triton"] = None  # makes `import triton` raise ImportError, as on macOS
+import kernels
+from kernels._dispatch import use_triton
+assert not use_triton(torch.zeros(1)), "CPU tensors should run the references here"
+z, t = torch.randn(3, 11), torch.randint(0, 11, (3,))
+q = torch.randn(1, 2, 5, 16)
+assert torch.equal(kernels.token_logprobs(z, t), kernels.token_logprobs_ref(z, t))
+assert torch.equal(kernels.token_entropy(z), kernels.token_entropy_ref(z))
+assert torch.equal(kernels.token_kl(z, z.flip(0)), kernels.token_kl_ref(z, z.flip(0)))
+assert torch.equal(kernels.flash_attention(q, q, q), kernels.flash_attention_ref(q, q, q))
+"""
+
+
+@pytest.mark.skipif(DEVICE == "cuda", reason="checks the CPU dispatch")
+@pytest.mark.parametrize("case", ["no-interpreter", "no-triton"])
+def test_cpu_falls_back_to_references(case):
+    """Without TRITON_INTERPRET=1, or without triton at all, CPU tensors run the references."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "TRITON_INTERPRET": "0" if case == "no-interpreter" else "1", "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, "-c", FALLBACK_SCRIPT, case], env=env, cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
