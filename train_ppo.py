@@ -25,7 +25,9 @@ import argparse
 import json
 import os
 import random
+import signal
 import time
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -33,7 +35,8 @@ import torch
 from kernels import token_entropy, token_logprobs
 from nanorlhf import data as jdata
 from nanorlhf import world
-from nanorlhf.common import (Progress, autocast, encode_prompt, get_device, heldout_stream, load_checkpoint,
+from nanorlhf.common import (Progress, Stop, all_mean, autocast, check_finite, check_resume, ddp_setup, ddp_wrap,
+                             encode_prompt, end_of_step, heldout_stream, load_checkpoint, load_state, on_sigint,
                              pad_right, pretrain_batch, pretrain_loss, save_checkpoint, seed_everything,
                              write_metrics)
 from nanorlhf.evaluate import evaluate_model, has_gold, win_rate
@@ -69,6 +72,9 @@ def get_args(argv=None):
     ap.add_argument("--n-eval", type=int, default=600, help="held-out test prompts for the final evaluation")
     ap.add_argument("--eval-every", type=int, default=20, help="iterations between gold/RM/KL curve points")
     ap.add_argument("--seed", type=int, default=0, help="random seed")
+    ap.add_argument("--resume", action="store_true", help="continue from --out/state.pt (saved every --save-every iterations and on Ctrl-C)")
+    ap.add_argument("--save-every", type=int, default=20, help="iterations between resumable states")
+    ap.add_argument("--stop-at-step", type=int, help="save a resumable state and stop after this many iterations")
     ap.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
     args = ap.parse_args(argv)
     if args.quick:
@@ -113,12 +119,106 @@ def value_forward(value_model, ids, start, Tr, device):
 
 # -----------------------------------------------------------------------------
 
+# -----------------------------------------------------------------------------
+# Rollout: the bandit episodes of one iteration, scored, with old log-probs, values and advantages
+
+@torch.no_grad()
+def rollout(args, it, rank, device, enc, prompts, policy, ref, rm, value_model, beta):
+    batch_prompts = random.Random(args.seed * 7919 + it * 101 + rank).sample(prompts, args.rollout_size)
+    prompt_ids = [encode_prompt(enc, p) for p in batch_prompts]
+    policy.eval()
+    with autocast(device):
+        tokens, gen = generate(policy, prompt_ids, args.max_new_tokens, enc.eot_token, args.temperature,
+                               generator=torch.Generator(device).manual_seed(args.seed * 100003 + it * 17 + rank))
+    policy.train()
+    responses = [row[m].tolist() for row, m in zip(tokens, gen)]
+    stopped = torch.tensor([bool(r) and r[-1] == enc.eot_token for r in responses], device=device)
+    texts = [enc.decode(r[:-1] if s else r) for r, s in zip(responses, stopped.tolist())]
+    # Shuffle once; old log-probs are computed minibatch by minibatch in exactly the layout of the
+    # first epoch, so the ratio is exactly 1 on its first minibatch (no padding/batching drift).
+    perm = torch.randperm(args.rollout_size, generator=torch.Generator().manual_seed(it)).tolist()
+    roll = []  # one dict of tensors per minibatch
+    for mb in [perm[i:i + args.minibatch_size] for i in range(0, args.rollout_size, args.minibatch_size)]:
+        ids, lengths = pad_right([prompt_ids[i] + responses[i] for i in mb], enc.eot_token)
+        ids, lengths = ids.to(device), lengths.to(device)
+        start = torch.tensor([len(prompt_ids[i]) for i in mb], device=device)
+        Tr = int((lengths - start).max())
+        mask = torch.arange(Tr, device=device)[None] < (lengths - start)[:, None]  # (b, Tr) response tokens
+        logp, _ = policy_forward(policy, ids, start, Tr, args.temperature, device)
+        ref_logp, _ = policy_forward(ref, ids, start, Tr, args.temperature, device)
+        values = value_forward(value_model, ids, start, Tr, device)
+        with autocast(device):
+            score = rm(ids, lengths=lengths).float()  # (b,) r_theta(x, y) at the last token
+        score = torch.where(stopped[mb], score, torch.full_like(score, args.truncated_score))
+        rewards, kl = kl_shaped_rewards(score, logp, ref_logp, mask, beta)  # (b, Tr)
+        adv, ret = gae(rewards, values, mask, args.gamma, args.lam)
+        roll.append(dict(ids=ids, start=start, Tr=Tr, mask=mask, logp=logp, values=values, adv=adv, ret=ret,
+                         score=score, kl=kl.sum(1)))
+    # Whiten advantages over the whole rollout, not per minibatch.
+    all_mask = torch.cat([r["mask"].flatten() for r in roll])
+    all_adv = masked_whiten(torch.cat([r["adv"].flatten() for r in roll]), all_mask)
+    i = 0
+    for r in roll:
+        r["adv"] = all_adv[i:i + r["adv"].numel()].view_as(r["adv"])
+        i += r["adv"].numel()
+    info = dict(prompts=batch_prompts, texts=texts, stopped=stopped, ntok=sum(len(x) for x in responses),
+                rm_score=torch.cat([r["score"] for r in roll]).mean().item(),
+                kl=torch.cat([r["kl"] for r in roll]).mean().item())  # nats per sequence
+    return roll, info
+
+
+# -----------------------------------------------------------------------------
+# PPO: epochs x minibatches of clipped policy and value updates, plus the pretraining term
+
+def ppo_update(args, it, roll, ddp_policy, ddp_value, opt, params, train_stream, device):
+    stats, first_ratio_dev = [], None
+    for epoch in range(args.ppo_epochs):
+        order = range(len(roll)) if epoch == 0 else \
+            torch.randperm(len(roll), generator=torch.Generator().manual_seed(it * 1000 + epoch)).tolist()
+        for j in order:
+            r = roll[j]
+            opt.zero_grad(set_to_none=True)
+            # With ptx, the policy's gradient is synced across ranks once, by the ptx backward.
+            with ddp_policy.no_sync() if args.ptx_coef > 0 and hasattr(ddp_policy, "no_sync") else nullcontext():
+                logp, logits = policy_forward(ddp_policy, r["ids"], r["start"], r["Tr"], args.temperature, device)
+                pg_loss, pg_stats = ppo_policy_loss(logp, r["logp"], r["adv"], r["mask"], args.clip)
+                check_finite(pg_loss, "ppo", it)
+                pg_loss.backward()
+            if first_ratio_dev is None:  # the check other RLHF libraries fail: must be exactly 0
+                first_ratio_dev = torch.where(r["mask"], logp - r["logp"], 0.0).abs().max().item()
+            ptx = torch.zeros(())
+            if args.ptx_coef > 0:  # + gamma * E_pretrain[log pi(x)]  (PPO-ptx)
+                xy = pretrain_batch(train_stream, args.ptx_batch, 128, np.random.default_rng([args.seed, it, epoch, j]))
+                with autocast(device):
+                    ptx_logits = ddp_policy(xy[:, :-1].to(device))
+                ptx = lm_loss(ptx_logits.float(), xy[:, 1:].to(device), torch.ones_like(xy[:, 1:], dtype=torch.bool))
+                check_finite(ptx, "ppo ptx", it)
+                (args.ptx_coef * ptx).backward()
+            values = value_forward(ddp_value, r["ids"], r["start"], r["Tr"], device)
+            vf_loss, _ = ppo_value_loss(values, r["values"], r["ret"], r["mask"], args.vf_clip)
+            check_finite(vf_loss, "ppo value", it)
+            (args.vf_coef * vf_loss).backward()
+            check_finite(vf_loss, "ppo", it, torch.nn.utils.clip_grad_norm_(params, 1.0))
+            opt.step()
+            with torch.no_grad():
+                ent = masked_mean(token_entropy(logits.detach(), args.temperature), r["mask"]).item()
+            stats.append([pg_loss.item(), vf_loss.item(), ptx.item(), ent, pg_stats["clipfrac"].item(),
+                          pg_stats["approx_kl"].item()])
+    return dict(zip(["pg_loss", "vf_loss", "ptx_loss", "entropy", "clipfrac", "approx_kl"], np.mean(stats, axis=0))), \
+        first_ratio_dev
+
+
+# -----------------------------------------------------------------------------
+
+RESUME_KEYS = ("sft", "rm", "data", "iterations", "rollout_size", "minibatch_size", "ppo_epochs", "lr", "beta",
+               "kl_target", "ptx_coef", "temperature", "seed")
+
+
 def main(argv=None):
     args = get_args(argv)
     t0 = time.time()
+    rank, world_size, device = ddp_setup()
     seed_everything(args.seed)
-    device = get_device()
-    rng = random.Random(args.seed)
     policy, tok_name, _ = load_checkpoint(args.sft, kind="policy")
     ref, _, _ = load_checkpoint(args.sft, kind="policy")
     rm, rm_tok, _ = load_checkpoint(args.rm, kind="reward")
@@ -142,104 +242,53 @@ def main(argv=None):
         w = world.make_world(seed=args.seed, scale=0.05 if args.quick else 1.0)
         prompts, docs, test = w["rl_prompts"], w["pretrain"], w["test_prompts"][:args.n_eval]
     gold = has_gold(test)
+    too_long = [p for p in prompts if len(encode_prompt(enc, p)) >= policy.config.block_size - 1]
+    if too_long:  # no room to answer: refuse them loudly rather than crash mid-run
+        print(f"[ppo] warning: skipping {len(too_long)} prompts that leave no room in block_size "
+              f"{policy.config.block_size}, e.g. {too_long[0][:60]!r}")
+        prompts = [p for p in prompts if p not in set(too_long)]
     if args.rollout_size > len(prompts):
         raise ValueError(f"--rollout-size {args.rollout_size} exceeds the {len(prompts)} RL prompts")
     train_stream, held_stream = heldout_stream(enc, docs) if docs else (None, None)
     params = list(policy.parameters()) + list(value_model.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
-    beta, curve, first_ratio_dev = args.beta, [], None
-    prog = Progress(args.iterations, "ppo", every=10.0)
-    print(f"[ppo] {len(prompts)} RL prompts, {args.iterations} iterations x {args.rollout_size} episodes, "
-          f"beta {beta}, ptx {args.ptx_coef}", flush=True)
-
-    for it in range(args.iterations):
-        # ---------------------------------------------------------------- rollout
-        batch_prompts = rng.sample(prompts, args.rollout_size)
-        prompt_ids = [encode_prompt(enc, p) for p in batch_prompts]
-        policy.eval()
-        with autocast(device):
-            tokens, gen = generate(policy, prompt_ids, args.max_new_tokens, enc.eot_token, args.temperature,
-                                   generator=torch.Generator(device).manual_seed(args.seed * 100003 + it))
-        policy.train()
-        responses = [row[m].tolist() for row, m in zip(tokens, gen)]
-        stopped = torch.tensor([bool(r) and r[-1] == enc.eot_token for r in responses], device=device)
-        texts = [enc.decode(r[:-1] if s else r) for r, s in zip(responses, stopped.tolist())]
-        # Shuffle once; old log-probs are computed minibatch by minibatch in exactly the layout of the
-        # first epoch, so the ratio is exactly 1 on its first minibatch (no padding/batching drift).
-        perm = torch.randperm(args.rollout_size, generator=torch.Generator().manual_seed(it)).tolist()
-        mbs = [perm[i:i + args.minibatch_size] for i in range(0, args.rollout_size, args.minibatch_size)]
-        roll = []  # per minibatch: tensors of the episode
-        with torch.no_grad():
-            for mb in mbs:
-                ids, lengths = pad_right([prompt_ids[i] + responses[i] for i in mb], enc.eot_token)
-                ids, lengths = ids.to(device), lengths.to(device)
-                start = torch.tensor([len(prompt_ids[i]) for i in mb], device=device)
-                Tr = int((lengths - start).max())
-                mask = torch.arange(Tr, device=device)[None] < (lengths - start)[:, None]  # (b, Tr)
-                logp, _ = policy_forward(policy, ids, start, Tr, args.temperature, device)
-                ref_logp, _ = policy_forward(ref, ids, start, Tr, args.temperature, device)
-                values = value_forward(value_model, ids, start, Tr, device)
-                with autocast(device):
-                    score = rm(ids, lengths=lengths).float()  # (b,) r_theta(x, y) at the last token
-                score = torch.where(stopped[mb], score, torch.full_like(score, args.truncated_score))
-                rewards, kl = kl_shaped_rewards(score, logp, ref_logp, mask, beta)
-                adv, ret = gae(rewards, values, mask, args.gamma, args.lam)
-                roll.append(dict(ids=ids, start=start, Tr=Tr, mask=mask, logp=logp, values=values, adv=adv, ret=ret,
-                                 score=score, kl=kl.sum(1)))
-        # Whiten advantages over the whole rollout, not per minibatch.
-        all_mask = torch.cat([r["mask"].flatten() for r in roll])
-        all_adv = masked_whiten(torch.cat([r["adv"].flatten() for r in roll]), all_mask)
-        i = 0
-        for r in roll:
-            n = r["adv"].numel()
-            r["adv"] = all_adv[i:i + n].view_as(r["adv"])
-            i += n
-        rm_score = torch.cat([r["score"] for r in roll]).mean().item()
-        seq_kl = torch.cat([r["kl"] for r in roll]).mean().item()  # nats per sequence
-
-        # ---------------------------------------------------------------- PPO epochs x minibatches
-        stats = []
-        for epoch in range(args.ppo_epochs):
-            order = range(len(roll)) if epoch == 0 else torch.randperm(len(roll), generator=torch.Generator().manual_seed(
-                it * 1000 + epoch)).tolist()
-            for j in order:
-                r = roll[j]
-                logp, logits = policy_forward(policy, r["ids"], r["start"], r["Tr"], args.temperature, device)
-                pg_loss, pg_stats = ppo_policy_loss(logp, r["logp"], r["adv"], r["mask"], args.clip)
-                if first_ratio_dev is None:  # the check other RLHF libraries fail: must be exactly 0
-                    first_ratio_dev = (torch.where(r["mask"], logp - r["logp"], 0.0)).abs().max().item()
-                values = value_forward(value_model, r["ids"], r["start"], r["Tr"], device)
-                vf_loss, vf_stats = ppo_value_loss(values, r["values"], r["ret"], r["mask"], args.vf_clip)
-                loss = pg_loss + args.vf_coef * vf_loss
-                ptx = torch.zeros(())
-                if args.ptx_coef > 0:  # + gamma * E_pretrain[log pi(x)]  (PPO-ptx)
-                    xy = pretrain_batch(train_stream, args.ptx_batch, 128, np.random.default_rng([args.seed, it, epoch, j]))
-                    with autocast(device):
-                        ptx_logits = policy(xy[:, :-1].to(device))
-                    ptx = lm_loss(ptx_logits.float(), xy[:, 1:].to(device), torch.ones_like(xy[:, 1:], dtype=torch.bool))
-                    loss = loss + args.ptx_coef * ptx
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"[ppo] non-finite loss at iteration {it + 1}; nothing was saved")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-                with torch.no_grad():
-                    ent = masked_mean(token_entropy(logits.detach(), args.temperature), r["mask"]).item()
-                stats.append([pg_loss.item(), vf_loss.item(), ptx.item(), ent, pg_stats["clipfrac"].item(),
-                              pg_stats["approx_kl"].item()])
-        if args.kl_target is not None:
-            beta = adaptive_kl_update(beta, seq_kl, args.kl_target, args.rollout_size, horizon=10000)
-        pg, vf, ptx_l, ent, clipfrac, approx_kl = np.mean(stats, axis=0)
-        gold_score = float(np.mean([world.score(p, t)["total"] for p, t in zip(batch_prompts, texts)])) if gold else float("nan")
-        point = dict(iteration=it + 1, episodes=(it + 1) * args.rollout_size, kl=seq_kl, rm_score=rm_score,
-                     gold_score=gold_score, beta=beta, entropy=ent, ptx_loss=ptx_l, clipfrac=clipfrac,
-                     truncated=1 - stopped.float().mean().item())
-        curve.append(point)
-        ntok = sum(len(x) for x in responses)
-        prog.step(it, tokens=ntok, rm=rm_score, gold=gold_score, kl=seq_kl, ent=ent, ptx=ptx_l, clip=clipfrac,
-                  beta=beta)
-
+    beta, curve, first_ratio_dev, start = args.beta, [], None, 0
+    if args.resume:
+        state = load_state(os.path.join(args.out, "state.pt"))
+        check_resume(state, args, RESUME_KEYS)
+        policy.load_state_dict(state["policy"])
+        value_model.load_state_dict(state["value"])
+        opt.load_state_dict(state["opt"])
+        beta, curve, first_ratio_dev, start = state["beta"], state["curve"], state["first_ratio_dev"], state["step"]
+    ddp_policy, ddp_value = ddp_wrap(policy, world_size), ddp_wrap(value_model, world_size)
+    run = dict(args=args, rank=rank, world=world_size, resume_keys=RESUME_KEYS, global_step=start)
+    prog = Progress(args.iterations, "ppo", every=10.0, quiet=rank > 0)
+    prog.log(f"{len(prompts)} RL prompts, {args.iterations} iterations x {args.rollout_size} x {world_size} episodes, "
+             f"beta {beta}, ptx {args.ptx_coef}" + (f", from iteration {start}" if start else ""))
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        for it in range(start, args.iterations):
+            roll, info = rollout(args, it, rank, device, enc, prompts, policy, ref, rm, value_model, beta)
+            stats, ratio_dev = ppo_update(args, it, roll, ddp_policy, ddp_value, opt, params, train_stream, device)
+            first_ratio_dev = ratio_dev if first_ratio_dev is None else first_ratio_dev
+            gold_score = np.mean([world.score(p, t)["total"] for p, t in zip(info["prompts"], info["texts"])]) \
+                if gold else float("nan")
+            point = dict(iteration=it + 1, episodes=(it + 1) * args.rollout_size * world_size, beta=beta,
+                         kl=info["kl"], rm_score=info["rm_score"], gold_score=gold_score,
+                         truncated=1 - info["stopped"].float().mean().item(), **stats)
+            point = {k: all_mean(v, world_size) if isinstance(v, float) else v for k, v in point.items()}
+            curve.append(point)
+            if args.kl_target is not None:
+                beta = adaptive_kl_update(beta, point["kl"], args.kl_target, args.rollout_size * world_size, horizon=10000)
+            prog.step(it, tokens=info["ntok"] * world_size, rm=point["rm_score"], gold=point["gold_score"],
+                      kl=point["kl"], ent=point["entropy"], ptx=point["ptx_loss"], clip=point["clipfrac"], beta=beta)
+            end_of_step(run, lambda: dict(step=it + 1, policy=policy.state_dict(), value=value_model.state_dict(),
+                                          opt=opt.state_dict(), beta=beta, curve=curve, first_ratio_dev=first_ratio_dev))
+    except Stop as e:
+        prog.log(f"stop: {e}")
+        return
+    if rank > 0:
+        return  # rank 0 evaluates and writes
     policy.eval()
     save_checkpoint(os.path.join(args.out, "model.pt"), policy, tok_name, "policy")
     with open(os.path.join(args.out, "curve.json"), "w") as f:

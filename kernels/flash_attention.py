@@ -142,6 +142,8 @@ def _recompute_p(q, k, lse, offs_m, offs_n, sm_scale, T, CAUSAL: tl.constexpr):
     """P_ij = exp(S_ij - LSE_i) for one (BLOCK_M, BLOCK_N) tile, exactly 0 where masked."""
     s = tl.dot(q, tl.trans(k)) * sm_scale
     valid = (offs_m[:, None] < T) & (offs_n[None, :] < T)
+    if CAUSAL:
+        valid = valid & (offs_m[:, None] >= offs_n[None, :])
     return tl.where(valid, tl.exp(s - lse[:, None]), 0.0)
 
 
