@@ -70,15 +70,15 @@ def get_args(argv=None):
     ap.add_argument("--max-new-tokens", type=int, default=32, help="response length limit")
     ap.add_argument("--truncated-score", type=float, default=-2.0, help="score of a response cut at the length limit")
     ap.add_argument("--n-eval", type=int, default=600, help="held-out test prompts for the final evaluation")
-    ap.add_argument("--eval-every", type=int, default=20, help="iterations between gold/RM/KL curve points")
     ap.add_argument("--seed", type=int, default=0, help="random seed")
     ap.add_argument("--resume", action="store_true", help="continue from --out/state.pt (saved every --save-every iterations and on Ctrl-C)")
     ap.add_argument("--save-every", type=int, default=20, help="iterations between resumable states")
     ap.add_argument("--stop-at-step", type=int, help="save a resumable state and stop after this many iterations")
     ap.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
     args = ap.parse_args(argv)
-    if args.quick:
-        args.iterations, args.rollout_size, args.minibatch_size, args.n_eval, args.eval_every = 3, 16, 8, 30, 2
+    if args.quick:  # tiny defaults; options given on the command line still win
+        ap.set_defaults(iterations=3, rollout_size=16, minibatch_size=8, n_eval=30)
+        args = ap.parse_args(argv)
     if args.beta < 0 or args.ptx_coef < 0:
         ap.error(f"--beta and --ptx-coef must be >= 0, got {args.beta}, {args.ptx_coef}")
     if args.kl_target is not None and args.kl_target <= 0:

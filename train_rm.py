@@ -58,8 +58,9 @@ def get_args(argv=None):
     ap.add_argument("--stop-at-step", type=int, help="save a resumable state and stop after this many steps")
     ap.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
     args = ap.parse_args(argv)
-    if args.quick:
-        args.n_prompts, args.n_val, args.epochs = 40, 20, 1
+    if args.quick:  # tiny defaults; options given on the command line still win
+        ap.set_defaults(n_prompts=40, n_val=20, epochs=1)
+        args = ap.parse_args(argv)
     if not 2 <= args.k_min <= args.k_max:
         ap.error(f"need 2 <= --k-min <= --k-max, got {args.k_min}, {args.k_max}")
     for name in ("n_prompts", "n_val", "epochs", "batch_size", "save_every"):

@@ -60,9 +60,9 @@ def get_args(argv=None):
     ap.add_argument("--stop-at-step", type=int, help="save a resumable state and stop after this many steps (as Ctrl-C does)")
     ap.add_argument("--quick", action="store_true", help="tiny model and data: a smoke test in seconds")
     args = ap.parse_args(argv)
-    if args.quick:
-        args.pretrain_steps, args.epochs, args.n_layer, args.n_embd, args.n_head = 30, 2, 2, 64, 2
-        args.n_eval, args.n_val, args.block_size = 40, 20, 64
+    if args.quick:  # tiny defaults; options given on the command line still win
+        ap.set_defaults(pretrain_steps=30, epochs=2, n_layer=2, n_embd=64, n_head=2, n_eval=40, n_val=20, block_size=64)
+        args = ap.parse_args(argv)
     for name in ("pretrain_steps", "epochs", "batch_size", "block_size", "n_eval", "n_val", "save_every"):
         if getattr(args, name) < (0 if name == "pretrain_steps" else 1):
             ap.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -172,10 +172,10 @@ def sft(run, model, enc, data, state):
     n_held = max(1, len(examples) // 20)  # the last 5% of demonstrations give the validation loss
     train, held = examples[:-n_held], examples[-n_held:]
     B = args.batch_size * world
-    if len(train) < B:
-        raise ValueError(f"--batch-size {args.batch_size} x {world} process(es) exceeds the {len(train)} training "
-                         "demonstrations")
     steps_per_epoch = len(train) // B
+    if steps_per_epoch == 0:
+        raise ValueError(f"--batch-size {args.batch_size} x {world} process(es) exceeds the {len(train)} usable "
+                         "training demonstrations")
     total = args.epochs * steps_per_epoch
     ddp_model = ddp_wrap(model, world)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
@@ -231,6 +231,10 @@ def main(argv=None):
     rank, world, device = ddp_setup()
     seed_everything(args.seed + rank)  # dropout differs per rank; data slices are chosen explicitly
     data = load_data(args)
+    n_train = len(data["demos"]) - max(1, len(data["demos"]) // 20)  # checked now, not after pretraining
+    if n_train < args.batch_size * world:
+        raise ValueError(f"--batch-size {args.batch_size} x {world} process(es) exceeds the {n_train} training "
+                         "demonstrations")
     os.makedirs(args.out, exist_ok=True)
     state = load_state(os.path.join(args.out, "state.pt")) if args.resume else None
     if state is not None:

@@ -218,7 +218,7 @@ def _entropy_kl_bwd_kernel(
             dx = g * tl.exp(logp) * (a - out)  # p (log p - log q - KL)
         else:
             a = tl.where(live, logp, 0.0)
-            dx = -g * tl.exp(logp) * (a + out)  # -p (log p + H) / tau
+            dx = -g * tl.exp(logp) * (a + out) / temperature  # -p (log p + H) / tau
         tl.store(DX + row * V + offs, dx.to(DX.dtype.element_ty), mask=offs < V)
 
 

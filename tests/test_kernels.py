@@ -21,7 +21,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # when this file is run without tests/conftest.py
 pytest.importorskip("triton")
 
-from hypothesis import given, settings  # noqa: E402
+from hypothesis import example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from kernels import (  # noqa: E402
@@ -110,9 +110,11 @@ def check_attention(seed, B, nh, T, hs, causal, dtype, transposed=False):
         assert_close(a, e, atol, rtol, f"{name} (B={B} nh={nh} T={T} hs={hs} causal={causal} {dtype})")
 
 
-@settings(max_examples=30)
+@settings(max_examples=50)
 @given(seed=seeds, B=st.integers(1, 2), nh=st.integers(1, 2), T=seq_lens, hs=head_sizes,
        causal=st.booleans(), dtype=dtypes, transposed=st.booleans())  # fmt: skip
+@example(seed=0, B=1, nh=1, T=1, hs=16, causal=True, dtype=torch.float32, transposed=False)  # a single token
+@example(seed=1, B=2, nh=2, T=17, hs=32, causal=False, dtype=torch.bfloat16, transposed=True)  # block + 1
 def test_flash_attention_matches_reference(seed, B, nh, T, hs, causal, dtype, transposed):
     check_attention(seed, B, nh, T, hs, causal, dtype, transposed)
 
@@ -123,7 +125,7 @@ def test_flash_attention_large_heads(hs, causal):
     check_attention(0, 1, 2, 19, hs, causal, torch.float32)
 
 
-@settings(max_examples=10)
+@settings(max_examples=20)
 @given(seed=seeds, T=st.integers(2, 40), data=st.data())
 def test_flash_attention_causal_ignores_future(seed, T, data):
     """Changing keys and values after position i changes neither o[:i+1] nor dq[:i+1]."""
@@ -153,17 +155,19 @@ def value_and_grad(fn, logits, *args):
     return out, grad
 
 
-def check_against_reference(fn, ref, logits, *args, atol=1e-4, rtol=1e-5, what=""):
+def check_against_reference(fn, ref, logits, *args, atol=1e-4, rtol=1e-5, grad_tol=None, what=""):
     """Kernel vs float64 reference on the same inputs: values, gradient and its dtype."""
     out, grad = value_and_grad(fn, logits, *args)
     args64 = [a.double() if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
     out_ref, grad_ref = value_and_grad(ref, logits.double(), *args64)
     assert out.dtype == torch.float32 and grad.dtype == logits.dtype
     assert_close(out, out_ref, atol, rtol, f"{fn.__name__} {what}")
-    assert_close(grad, grad_ref, *GRAD_TOL[logits.dtype], f"d {fn.__name__} / d logits {what}")
+    assert_close(grad, grad_ref, *(grad_tol or GRAD_TOL[logits.dtype]), f"d {fn.__name__} / d logits {what}")
 
 
+@settings(max_examples=40)
 @given(seed=seeds, lead=lead_shapes, V=vocab_sizes, dtype=dtypes, temperature=temperatures, scale=logit_scales)
+@example(seed=0, lead=(3,), V=1, dtype=torch.float32, temperature=1.0, scale=1.0)  # a one-word vocabulary
 def test_token_logprobs_matches_reference(seed, lead, V, dtype, temperature, scale):
     logits = randn(*lead, V, seed=seed, dtype=dtype, scale=scale)
     targets = torch.randint(0, V, lead, generator=torch.Generator().manual_seed(seed)).to(DEVICE)
@@ -200,10 +204,11 @@ def extreme_logits(seed, N, V, dtype):
     return logits.to(DEVICE, dtype), targets.to(DEVICE)
 
 
-@settings(max_examples=15)
+@settings(max_examples=25)
 @given(seed=seeds, N=st.integers(1, 4), V=vocab_sizes, dtype=dtypes)
 def test_extreme_and_masked_logits(seed, N, V, dtype):
-    # fp32 numbers near 1e4 are 1e-3 apart, so log-sum-exps there carry ~1e-3 absolute error
+    # fp32 numbers near 1e4 are 1e-3 apart, so sums of terms that size carry ~1e-3 absolute error;
+    # the KL gradient p (a - KL) subtracts two such numbers (torch's fp32 log_softmax errs as much)
     logits, targets = extreme_logits(seed, N, V, dtype)
     ref_logits, _ = extreme_logits(seed + 1, N, V, dtype)
     # the same masked vocabulary: where only q is masked, KL = inf (correct, but not comparable)
@@ -212,7 +217,8 @@ def test_extreme_and_masked_logits(seed, N, V, dtype):
     assert torch.isfinite(logp).all(), "non-finite log-prob at a finite target"
     check_against_reference(token_logprobs, token_logprobs_ref, logits, targets, 0.9, atol=4e-3, rtol=1e-5)
     check_against_reference(token_entropy, token_entropy_ref, logits, atol=4e-3, rtol=1e-5)
-    check_against_reference(token_kl, token_kl_ref, logits, ref_logits, atol=4e-3, rtol=1e-5)
+    kl_grad_tol = (1e-3, GRAD_TOL[dtype][1])
+    check_against_reference(token_kl, token_kl_ref, logits, ref_logits, atol=4e-3, rtol=1e-5, grad_tol=kl_grad_tol)
 
 
 @settings(max_examples=15)
