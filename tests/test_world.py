@@ -236,10 +236,16 @@ def test_rank_is_permutation_and_follows_gold():
 
 
 def test_inter_labeler_agreement_matches_paper(full):
-    """Paper: 72.6 +- 1.5 % agreement between training labelers; we calibrate TAU to 73 %."""
+    """Paper: 72.6 +- 1.5 % agreement between training labelers. Agreement depends on how far apart
+    the ranked responses are, so TAU is fit on the default SFT model's own samples (train_rm.py reports
+    the agreement it measures there); here the calibration itself is checked on stand-in samples:
+    after calibrate_tau, two independent noisy rankers agree 73% +- 3% of the time."""
     rng = random.Random(0)
     prompts = full["rm_prompts"][:300]
     samples = [W.sample_responses(p, rng.randint(4, 9), rng) for p in prompts]
-    a = W.labeler_agreement(prompts, samples, rng)
+    tau = W.calibrate_tau(prompts, samples, target=0.73)
+    a = W.labeler_agreement(prompts, samples, rng, tau=tau)
     assert 0.70 <= a <= 0.76, a
-    assert abs(W.expected_agreement(prompts, samples, W.TAU) - a) < 0.02
+    assert abs(W.expected_agreement(prompts, samples, tau) - a) < 0.02
+    # Noisier labelers agree less: the calibration has something to turn.
+    assert W.labeler_agreement(prompts, samples, rng, tau=4 * tau) < a - 0.05
