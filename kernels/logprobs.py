@@ -105,9 +105,8 @@ def _logprobs_fwd_kernel(
     STATS,  # (N, 2) fp32 out: (m, log s) of the row at this temperature, saved for the backward
     LOGP,  # (N,) fp32 out: log p(target)
     stride,  # distance between rows of X, in elements
-    V,
-    temperature,
-    BLOCK_V: tl.constexpr,
+    V, temperature,
+    BLOCK_V: tl.constexpr,  # vocabulary entries per chunk
 ):
     row = tl.program_id(0).to(tl.int64)
     ROW = X + row * stride
@@ -125,9 +124,7 @@ def _logprobs_bwd_kernel(
     STATS,  # (N, 2) fp32 (m, log s) from the forward
     DOUT,  # (N,) fp32 gradient of each row's log-prob
     DX,  # (N, V) out: gradient of the logits, contiguous, logits' dtype
-    stride,
-    V,
-    temperature,
+    stride, V, temperature,
     BLOCK_V: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
@@ -149,12 +146,9 @@ def _entropy_kl_fwd_kernel(
     STATS_X,  # (N, 2) fp32 out: (m, log s) of x, saved for the backward
     STATS_Y,  # (N, 2) fp32 out: (m, log s) of y (HAS_REF only)
     OUT,  # (N,) fp32 out: entropy of p, or KL(p||q) when HAS_REF
-    stride_x,
-    stride_y,
-    V,
+    stride_x, stride_y, V,
     temperature,  # divides x only (KL uses 1.0)
-    HAS_REF: tl.constexpr,
-    BLOCK_V: tl.constexpr,
+    HAS_REF: tl.constexpr, BLOCK_V: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     ROW_X = X + row * stride_x
@@ -193,12 +187,8 @@ def _entropy_kl_bwd_kernel(
     OUT,  # (N,) fp32 forward result: entropy H, or KL
     DOUT,  # (N,) fp32 gradient of each row's result
     DX,  # (N, V) out: gradient of x's logits, contiguous, logits' dtype
-    stride_x,
-    stride_y,
-    V,
-    temperature,
-    HAS_REF: tl.constexpr,
-    BLOCK_V: tl.constexpr,
+    stride_x, stride_y, V, temperature,
+    HAS_REF: tl.constexpr, BLOCK_V: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     ROW_X = X + row * stride_x
@@ -304,7 +294,9 @@ def token_entropy(logits, temperature=1.0):
 
 
 def token_kl(logits, ref_logits):
-    """KL(softmax(logits) || softmax(ref_logits)), full vocabulary: (..., V) -> fp32 (...); grad in logits only."""
+    """KL(softmax(logits) || softmax(ref_logits)), full vocabulary: (..., V) -> fp32 (...); grad in logits only.
+    At a sampling temperature, pass both logits already divided by it."""
+    assert logits.shape == ref_logits.shape, f"logits {tuple(logits.shape)} vs ref_logits {tuple(ref_logits.shape)}"
     if not use_triton(logits):
         return token_kl_ref(logits, ref_logits)
     return _EntropyKL.apply(logits, ref_logits.detach(), 1.0)
@@ -317,21 +309,18 @@ if __name__ == "__main__":
         print("no GPU: set TRITON_INTERPRET=1 to check the kernels on CPU with Triton's interpreter")
     torch.manual_seed(0)
     for N, V in ((5, 1), (7, 300), (3, 50257)):
-        z = (3 * torch.randn(N, V, device=device)).requires_grad_()
-        ref_z = 3 * torch.randn(N, V, device=device)
+        z, ref_z = 3 * torch.randn(N, V, device=device), 3 * torch.randn(N, V, device=device)
         tgt = torch.randint(0, V, (N,), device=device)
-        for name, fn, ref, args in (
-            ("logprobs", token_logprobs, token_logprobs_ref, (tgt, 0.7)),
-            ("entropy", token_entropy, token_entropy_ref, (0.7,)),
-            ("kl", token_kl, token_kl_ref, (ref_z,)),
+        for fn, ref, args, args64 in (
+            (token_logprobs, token_logprobs_ref, (tgt, 0.7), (tgt, 0.7)),
+            (token_entropy, token_entropy_ref, (0.7,), (0.7,)),
+            (token_kl, token_kl_ref, (ref_z,), (ref_z.double(),)),
         ):
-            out = fn(z, *args)
-            (dz,) = torch.autograd.grad(out.sum(), z)
-            z64 = z.detach().double().requires_grad_()
-            out_ref = ref(z64, *(a.double() if torch.is_tensor(a) and a.is_floating_point() else a for a in args))
-            (dz_ref,) = torch.autograd.grad(out_ref.sum(), z64)
-            err, gerr = (out - out_ref).abs().max().item(), (dz - dz_ref).abs().max().item()
-            print(f"{name:8} N={N} V={V:5}  max abs err value {err:.1e}  grad {gerr:.1e}")
+            z, z64 = z.requires_grad_(), z.detach().double().requires_grad_()
+            out, out64 = fn(z, *args), ref(z64, *args64)
+            err = (out - out64).abs().max().item()
+            grad_err = (torch.autograd.grad(out.sum(), z)[0] - torch.autograd.grad(out64.sum(), z64)[0]).abs().max()
+            print(f"{fn.__name__:14} N={N} V={V:5}  max abs err value {err:.1e}  grad {grad_err.item():.1e}")
     if device == "cuda":
         from .bench import bench_logprobs
 
