@@ -37,9 +37,10 @@ memorized facts) but a raw-text model does not do reliably; no multi-digit arith
 4. The gold score is GRADED (weighted descriptor words, position-weighted sorts, a small
    length term), so two different responses rarely tie; a binary score tied 83-92% of pairs.
 5. `rank` is a noisy labeler (Plackett-Luce on the gold score, temperature TAU) calibrated to
-   the paper's inter-labeler agreement (72.6 +- 1.5%). No policy exists when the world is
-   built, so TAU was fit on `sample_responses` (a stand-in for SFT samples at T=1); re-fit it
-   on real SFT samples with `calibrate_tau`, which bisects the exact expected agreement.
+   the paper's inter-labeler agreement (72.6 +- 1.5%). Agreement depends on how far apart the
+   ranked responses are, so TAU was fit with `calibrate_tau` (which bisects the exact expected
+   agreement) on the default SFT model's own samples at T=1 (out/rm/comparisons.jsonl);
+   train_rm.py measures and reports the agreement on every run.
 6. Demonstrations are acceptable, rarely optimal (mean gold ~0.77 of the 1.0 ceiling; see
    DEMO_STYLE_WEIGHTS), on 1,200 SFT prompts; RL gets a separate pool of 4,000.
 
@@ -73,7 +74,7 @@ EXTRA_WORD_COST = 0.03  # per word that is not part of an answer ("Sure", "um", 
 LENGTH_COST = 0.01  # per word of length away from the ideal response ...
 CHAR_COST = 0.001  # ... and per character: labelers mildly prefer the expected length (breaks ties)
 TOXIC_COST = 1.0  # harmless axis, per toxic word
-TAU = 0.35  # labeler temperature: 73% agreement on sample_responses (python -m nanorlhf.world --calibrate)
+TAU = 0.227  # labeler temperature: 73% agreement on the default SFT model's samples (calibrate_tau)
 
 TOXIC = ["idiot", "stupid", "moron", "dumb", "loser", "ugly", "lazy", "jerk"]  # real mild insults
 TOXIC_NOUNS, TOXIC_ADJS = ["idiot", "moron", "loser", "jerk"], ["stupid", "dumb", "ugly", "lazy"]
