@@ -43,7 +43,7 @@ from nanorlhf.evaluate import evaluate_model, has_gold, win_rate
 from nanorlhf.losses import (adaptive_kl_update, gae, kl_shaped_rewards, lm_loss, masked_mean, masked_whiten,
                              ppo_policy_loss, ppo_value_loss)
 from nanorlhf.model import generate
-from nanorlhf.tokenizer import get_tokenizer
+from nanorlhf.tokenizer import fingerprint
 
 
 def get_args(argv=None):
@@ -219,13 +219,13 @@ def main(argv=None):
     t0 = time.time()
     rank, world_size, device = ddp_setup()
     seed_everything(args.seed)
-    policy, tok_name, _ = load_checkpoint(args.sft, kind="policy")
+    policy, enc, _ = load_checkpoint(args.sft, kind="policy")
     ref, _, _ = load_checkpoint(args.sft, kind="policy")
-    rm, rm_tok, _ = load_checkpoint(args.rm, kind="reward")
+    rm, rm_enc, _ = load_checkpoint(args.rm, kind="reward")
     value_model, _, _ = load_checkpoint(args.rm, kind="reward")  # the value function starts as the RM
-    if rm_tok != tok_name or rm.config.vocab_size != policy.config.vocab_size:
-        raise ValueError(f"--rm {args.rm} (tokenizer {rm_tok}) does not match --sft {args.sft} (tokenizer {tok_name})")
-    enc = get_tokenizer(tok_name)
+    if fingerprint(rm_enc) != fingerprint(enc) or rm.config.vocab_size != policy.config.vocab_size:
+        raise ValueError(f"--rm {args.rm} (tokenizer {rm_enc.name}, vocabulary {rm.config.vocab_size}) does not "
+                         f"match --sft {args.sft} (tokenizer {enc.name}, vocabulary {policy.config.vocab_size})")
     for m in (policy, ref, rm, value_model):
         m.to(device)
     policy.train(), value_model.train(), ref.eval(), rm.eval()  # dropout is 0 in SFT checkpoints
@@ -290,7 +290,7 @@ def main(argv=None):
     if rank > 0:
         return  # rank 0 evaluates and writes
     policy.eval()
-    save_checkpoint(os.path.join(args.out, "model.pt"), policy, tok_name, "policy")
+    save_checkpoint(os.path.join(args.out, "model.pt"), policy, enc, "policy")
     with open(os.path.join(args.out, "curve.json"), "w") as f:
         json.dump(curve, f, indent=1)
 

@@ -37,7 +37,6 @@ from nanorlhf.common import (Progress, Stop, all_mean, all_min, all_sum, autocas
                              to_scalar_head, write_metrics)
 from nanorlhf.evaluate import has_gold, sample
 from nanorlhf.losses import rm_ranking_loss
-from nanorlhf.tokenizer import get_tokenizer
 
 
 def get_args(argv=None):
@@ -139,9 +138,8 @@ def main(argv=None):
     rank, world_size, device = ddp_setup()
     seed_everything(args.seed)
     rng = random.Random(args.seed * 1000 + rank)  # each rank samples and ranks its own shard
-    policy, tok_name, _ = load_checkpoint(args.sft, kind="policy")
+    policy, enc, _ = load_checkpoint(args.sft, kind="policy")
     policy.to(device).eval()
-    enc = get_tokenizer(tok_name)
     state = load_state(os.path.join(args.out, "state.pt")) if args.resume else None
     if state is not None:
         check_resume(state, args, RESUME_KEYS)
@@ -238,7 +236,7 @@ def main(argv=None):
     metrics["wall_seconds"] = time.time() - t0
     if rank > 0:
         return
-    save_checkpoint(os.path.join(args.out, "model.pt"), rm, tok_name, "reward")
+    save_checkpoint(os.path.join(args.out, "model.pt"), rm, enc, "reward")
     path = write_metrics(args.out, metrics)
     for k in ("val_accuracy", "gold_accuracy", "labeler_agreement", "demo_mean_reward", "wall_seconds"):
         if k in metrics:

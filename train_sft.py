@@ -247,17 +247,11 @@ def main(argv=None):
     signal.signal(signal.SIGINT, on_sigint)
     try:
         if args.init:  # step 0 done elsewhere: ours or a local GPT-2
-            model, tok_name, _ = load_checkpoint(args.init, kind="policy")
-            enc = get_tokenizer(tok_name)
-            if model.config.vocab_size < enc.n_vocab:
-                raise ValueError(f"--init {args.init}: vocabulary {model.config.vocab_size} is smaller than "
-                                 f"tokenizer {tok_name!r}'s {enc.n_vocab}")
+            model, enc, _ = load_checkpoint(args.init, kind="policy")
         elif state is not None and state["stage"] == "sft":  # pretraining finished before the interruption
-            model, tok_name, _ = load_checkpoint(os.path.join(args.out, "base.pt"), kind="policy")
-            enc = get_tokenizer(tok_name)
+            model, enc, _ = load_checkpoint(os.path.join(args.out, "base.pt"), kind="policy")
         else:
-            tok_name = args.tokenizer
-            enc = get_tokenizer(tok_name)
+            enc = get_tokenizer(args.tokenizer)
             cfg = GPTConfig(vocab_size=enc.n_vocab, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd)
             model = GPT(cfg).to(device)
             if state is not None:
@@ -266,7 +260,7 @@ def main(argv=None):
                 print(f"[pretrain] new model: {model.num_params():,} parameters, vocabulary {enc.n_vocab}", flush=True)
             metrics["base_pretrain_loss"] = pretrain(run, model, enc, data["pretrain"], state)
             if rank == 0:
-                save_checkpoint(os.path.join(args.out, "base.pt"), model, tok_name, "policy")
+                save_checkpoint(os.path.join(args.out, "base.pt"), model, enc, "policy")
             state = None  # pretraining's state is used up
         model.to(device)
         metrics["n_params"] = model.num_params()
@@ -283,7 +277,7 @@ def main(argv=None):
     metrics["losses"] = run["losses"]
     if rank > 0:
         return  # rank 0 evaluates and writes
-    save_checkpoint(os.path.join(args.out, "model.pt"), model, tok_name, "policy")  # dropout 0 in its config
+    save_checkpoint(os.path.join(args.out, "model.pt"), model, enc, "policy")  # dropout 0 in its config
 
     if data["gold"]:  # base vs SFT on held-out test prompts, judged by the gold labeler
         print(f"[eval] base and SFT on {len(data['test'])} test prompts", flush=True)

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 
 from nanorlhf.model import GPT, GPTConfig, from_pretrained_gpt2
-from nanorlhf.tokenizer import PROMPT, RESPONSE, encode, get_tokenizer
+from nanorlhf.tokenizer import PROMPT, RESPONSE, encode, fingerprint, get_tokenizer
 
 
 def seed_everything(seed):
@@ -95,11 +95,10 @@ def autocast(device):
 # -----------------------------------------------------------------------------
 # Checkpoints: a dict of tensors and plain values, so loading needs no unpickling of objects.
 
-def save_checkpoint(path, model, tokenizer, kind, **extra):
-    """Write atomically: a temporary file, fsync, then rename, so a crash mid-save leaves the
-    previous checkpoint intact."""
-    save_state(path, {"config": asdict(model.config), "model": model.state_dict(), "tokenizer": tokenizer,
-                      "kind": kind, **extra})
+def save_checkpoint(path, model, enc, kind, **extra):
+    """Weights, config, and the tokenizer's name and fingerprint; written atomically (save_state)."""
+    save_state(path, {"config": asdict(model.config), "model": model.state_dict(), "tokenizer": enc.name,
+                      "tokenizer_fingerprint": fingerprint(enc), "kind": kind, **extra})
 
 
 def save_state(path, state):
@@ -128,26 +127,35 @@ def check_finite(loss, stage, step, grad_norm=None):
 
 
 def load_checkpoint(path, kind=None):
-    """Load our checkpoint (policy or reward) or, for a directory with config.json, a Hugging
-    Face GPT-2. `kind` checks that a policy was not given where a reward model is expected, or
-    the other way round. Returns (model, tokenizer name, checkpoint dict)."""
+    """Load our checkpoint (policy or reward) or, for a directory with config.json, a Hugging Face
+    GPT-2. `kind` checks that a policy was not given where a reward model is expected, or the other
+    way round. Returns (model, tokenizer, checkpoint dict); the tokenizer is checked against the
+    one the model was trained with."""
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json")):
-        return from_pretrained_gpt2(path), "gpt2", {"kind": "policy"}
-    if os.path.isdir(path):
-        path = os.path.join(path, "model.pt")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:  # weights_only: tensors and plain containers only, never arbitrary code
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path}: not a loadable nanorlhf checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
-    if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
-        raise ValueError(f"{path}: not a nanorlhf checkpoint (no config/model entries)")
+        model, ckpt = from_pretrained_gpt2(path), {"kind": "policy", "tokenizer": "gpt2"}
+    else:
+        if os.path.isdir(path):
+            path = os.path.join(path, "model.pt")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        try:  # weights_only: tensors and plain containers only, never arbitrary code
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ValueError(f"{path}: not a loadable nanorlhf checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
+        if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
+            raise ValueError(f"{path}: not a nanorlhf checkpoint (no config/model entries)")
+        model = GPT(GPTConfig(**ckpt["config"]))
+        model.load_state_dict(ckpt["model"])
     if kind is not None and ckpt.get("kind") != kind:
         raise ValueError(f"{path}: is a {ckpt.get('kind')} checkpoint, but a {kind} checkpoint is expected here")
-    model = GPT(GPTConfig(**ckpt["config"]))
-    model.load_state_dict(ckpt["model"])
-    return model, ckpt["tokenizer"], ckpt
+    enc = get_tokenizer(ckpt["tokenizer"])
+    if ckpt.get("tokenizer_fingerprint", fingerprint(enc)) != fingerprint(enc):
+        raise ValueError(f"{path}: was trained with another version of the {ckpt['tokenizer']!r} tokenizer "
+                         "(its ranks changed since); retrain from the base model or restore the old ranks file")
+    if model.config.vocab_size < enc.n_vocab:
+        raise ValueError(f"{path}: vocabulary {model.config.vocab_size} is smaller than tokenizer "
+                         f"{ckpt['tokenizer']!r}'s {enc.n_vocab}")
+    return model, enc, ckpt
 
 
 def to_scalar_head(policy):

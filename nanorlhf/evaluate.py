@@ -14,7 +14,6 @@ import torch
 from nanorlhf import world
 from nanorlhf.common import autocast, encode_prompt, get_device, load_checkpoint
 from nanorlhf.model import generate
-from nanorlhf.tokenizer import get_tokenizer
 
 
 @torch.no_grad()
@@ -104,8 +103,8 @@ def main():
     device = get_device()
     answers = {}
     for path in args.checkpoints:
-        model, tok, _ = load_checkpoint(path, kind="policy")
-        answers[path], _ = sample(model.to(device), get_tokenizer(tok), prompts, args.temperature, seed=args.seed)
+        model, enc, _ = load_checkpoint(path, kind="policy")
+        answers[path], _ = sample(model.to(device), enc, prompts, args.temperature, seed=args.seed)
     for i, p in enumerate(prompts):
         print(f"\n=== {p}")
         for path in args.checkpoints:

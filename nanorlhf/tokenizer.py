@@ -12,6 +12,7 @@ Retrain (about a minute): python -m nanorlhf.tokenizer
 import argparse
 import base64
 import collections
+import hashlib
 import os
 import re
 import time
@@ -96,9 +97,21 @@ def get_tokenizer(name="nanorlhf"):
             raise RuntimeError("--tokenizer gpt2 needs tiktoken's GPT-2 files, which are neither cached "
                                "(TIKTOKEN_CACHE_DIR) nor downloadable here; use the default 'nanorlhf' "
                                f"tokenizer. ({type(e).__name__}: {e})") from None
-        return tiktoken.Encoding("gpt2-nanorlhf", pat_str=base._pat_str, mergeable_ranks=base._mergeable_ranks,
+        return tiktoken.Encoding("gpt2", pat_str=base._pat_str, mergeable_ranks=base._mergeable_ranks,
                                  special_tokens={EOT: 50256, PROMPT: 50257, RESPONSE: 50258})
     raise ValueError(f"unknown tokenizer {name!r}: expected 'nanorlhf' or 'gpt2'")
+
+
+def fingerprint(enc):
+    """A short hash of every token's bytes: checkpoints remember it, so a model is never run with
+    a tokenizer other than the one it was trained with (e.g. after retraining the BPE)."""
+    h = hashlib.sha256()
+    for i in range(enc.n_vocab):
+        try:
+            h.update(enc.decode_single_token_bytes(i) + b"\0")
+        except KeyError:  # a gap in the ids
+            h.update(b"\1")
+    return h.hexdigest()[:16]
 
 
 def encode(enc, text):

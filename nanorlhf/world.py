@@ -626,12 +626,12 @@ def calibrate_tau(prompts, responses_per_prompt, target=0.73):
 STYLES = ["ideal", "filler", "weak", "slip", "wrong", "offtopic", "ramble", "toxic", "refuse"]
 # A half-trained SFT model at T=1: mostly follows the format, with errors (calibration, tests).
 SAMPLE_STYLE_WEIGHTS = [0.22, 0.12, 0.2, 0.15, 0.13, 0.05, 0.04, 0.04, 0.05]
-# Forum answers: only ~25% ideal; wrong, off-topic, rambling, toxic and made-up answers abound.
-FORUM_STYLE_WEIGHTS = [0.25, 0.08, 0.1, 0.08, 0.22, 0.1, 0.07, 0.08, 0.02]
+# Forum answers: only ~20% ideal; wrong, off-topic, rambling, toxic and made-up answers abound.
+FORUM_STYLE_WEIGHTS = [0.2, 0.08, 0.1, 0.08, 0.24, 0.1, 0.08, 0.1, 0.02]
 FORUM_OVERRIDES = {"polite": {"toxic": 0.35},  # forums answer "roast my friend" with insults more often
                    "describe": {"wrong": 0.5, "filler": 0.15, "weak": 0.05, "offtopic": 0.05},
                    "list": {"wrong": 0.5, "slip": 0.15},  # and ignore word limits / counts
-                   "facts": {"wrong": 0.4}}  # and make up answers to questions nobody can answer
+                   "facts": {"wrong": 0.5}}  # and make up answers to questions nobody can answer
 # Labelers: acceptable, rarely optimal. 17% filler, 36% weak (fewer / less typical words, hedges),
 # 12% slips (a swapped pair, a count off by one, "I'm not sure." on a known fact).
 DEMO_STYLE_WEIGHTS = [0.35, 0.17, 0.36, 0.12, 0, 0, 0, 0, 0]

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from nanorlhf.common import load_checkpoint, save_checkpoint, to_scalar_head
 from nanorlhf.model import GPT, GPTConfig, generate
+from nanorlhf.tokenizer import get_tokenizer
 
 CFG = GPTConfig(block_size=64, vocab_size=97, n_layer=2, n_head=2, n_embd=32)
 
@@ -79,14 +80,29 @@ def test_scalar_head_reads_last_real_token_and_ignores_padding():
 
 
 def test_checkpoint_round_trip_and_kind_check(tmp_path):
-    model = tiny()
+    enc = get_tokenizer()
+    model = tiny(vocab_size=enc.n_vocab)
     path = tmp_path / "model.pt"
-    save_checkpoint(str(path), model, "nanorlhf", "policy")
-    loaded, tok, _ = load_checkpoint(str(path), kind="policy")
-    x = torch.randint(0, 97, (2, 9))
-    assert tok == "nanorlhf" and torch.equal(model(x), loaded(x))
+    save_checkpoint(str(path), model, enc, "policy")
+    loaded, enc2, _ = load_checkpoint(str(path), kind="policy")
+    x = torch.randint(0, enc.n_vocab, (2, 9))
+    assert enc2.name == "nanorlhf" and torch.equal(model(x), loaded(x))
     with pytest.raises(ValueError, match="policy checkpoint, but a reward checkpoint is expected"):
         load_checkpoint(str(path), kind="reward")
+
+
+def test_checkpoint_refuses_another_tokenizer_version(tmp_path):
+    enc = get_tokenizer()
+    path = tmp_path / "model.pt"
+    save_checkpoint(str(path), tiny(vocab_size=enc.n_vocab), enc, "policy")
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["tokenizer_fingerprint"] = "0" * 16  # as if the BPE had been retrained since
+    torch.save(ckpt, path)
+    with pytest.raises(ValueError, match="another version of the 'nanorlhf' tokenizer"):
+        load_checkpoint(str(path))
+    save_checkpoint(str(path), tiny(), enc, "policy")  # vocabulary 97 < the tokenizer's
+    with pytest.raises(ValueError, match="vocabulary 97 is smaller than tokenizer"):
+        load_checkpoint(str(path))
 
 
 def test_malicious_pickle_is_refused(tmp_path):

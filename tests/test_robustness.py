@@ -13,6 +13,7 @@ import torch
 from nanorlhf.common import load_checkpoint, load_state, save_checkpoint
 from nanorlhf.data import write_jsonl
 from nanorlhf.model import GPT, GPTConfig
+from nanorlhf.tokenizer import get_tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # scripts use the torch path on CPU
@@ -90,11 +91,12 @@ def test_bad_arguments_fail_clearly(tmp_path, ckpts, script, args, message):
 
 
 def test_mismatched_vocabulary_is_refused(tmp_path, ckpts):
-    other = GPT(GPTConfig(vocab_size=100, n_layer=1, n_head=2, n_embd=32, scalar_head=True))
-    save_checkpoint(str(tmp_path / "rm.pt"), other, "nanorlhf", "reward")
+    enc = get_tokenizer()
+    other = GPT(GPTConfig(vocab_size=enc.n_vocab + 64, n_layer=1, n_head=2, n_embd=32, scalar_head=True))
+    save_checkpoint(str(tmp_path / "rm.pt"), other, enc, "reward")
     out = run("train_ppo.py", "--quick", "--sft", ckpts / "sft/model.pt", "--rm", tmp_path / "rm.pt",
               "--out", tmp_path / "o", ok=False)
-    assert "does not match --sft" in out
+    assert f"vocabulary {enc.n_vocab + 64}) does not match --sft" in out
 
 
 def test_too_long_demonstrations_are_skipped_with_a_warning(tmp_path, ckpts):
@@ -110,16 +112,19 @@ def test_too_long_demonstrations_are_skipped_with_a_warning(tmp_path, ckpts):
 
 def test_kill_during_save_leaves_previous_checkpoint(tmp_path):
     path = tmp_path / "model.pt"
-    small = GPT(GPTConfig(vocab_size=50, n_layer=1, n_head=2, n_embd=16))
-    save_checkpoint(str(path), small, "nanorlhf", "policy")
+    enc = get_tokenizer()
+    small = GPT(GPTConfig(vocab_size=enc.n_vocab, n_layer=1, n_head=2, n_embd=16))
+    save_checkpoint(str(path), small, enc, "policy")
     writer = f"""
 import torch
 from nanorlhf.common import save_checkpoint
 from nanorlhf.model import GPT, GPTConfig
+from nanorlhf.tokenizer import get_tokenizer
 big = GPT(GPTConfig(vocab_size=50000, n_layer=2, n_head=4, n_embd=512))  # ~100 MB per save
+enc = get_tokenizer()
 print("saving", flush=True)
 while True:
-    save_checkpoint({str(path)!r}, big, "nanorlhf", "policy")
+    save_checkpoint({str(path)!r}, big, enc, "policy")
 """
     p = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
     assert p.stdout.readline().strip() == "saving"
