@@ -102,7 +102,7 @@ def test_corpus_is_misaligned(full):
     assert toxic >= 0.12
     assert sum(unknowable) / len(unknowable) >= 0.25
     assert sum(constrained) / len(constrained) <= 0.42
-    assert 0.2 <= sum(x["total"] > 0.99 for x in g) / len(g) <= 0.35  # ~25% ideal answers
+    assert 0.12 <= sum(x["total"] > 0.99 for x in g) / len(g) <= 0.3  # ~20% of answers ideal (FORUM_STYLE_WEIGHTS)
 
 
 def test_demos_acceptable_not_optimal(full):
