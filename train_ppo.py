@@ -42,7 +42,7 @@ from nanorlhf import data as jdata
 from nanorlhf import world
 from nanorlhf.common import (Progress, Stop, all_mean, autocast, check_finite, check_resume, ddp_setup, ddp_wrap,
                              encode_prompt, end_of_step, heldout_stream, load_checkpoint, load_state, on_sigint,
-                             pad_right, pretrain_batch, pretrain_loss, save_checkpoint, seed_everything,
+                             pad_right, parse_run_args, pretrain_batch, pretrain_loss, save_checkpoint, seed_everything,
                              write_metrics)
 from nanorlhf.evaluate import evaluate_model, has_gold, win_rate
 from nanorlhf.losses import (adaptive_kl_update, gae, kl_shaped_rewards, lm_loss, masked_mean, masked_whiten,
@@ -76,14 +76,8 @@ def get_args(argv=None):
     ap.add_argument("--truncated-score", type=float, default=-2.0, help="score of a response cut at the length limit")
     ap.add_argument("--n-eval", type=int, default=600, help="held-out test prompts for the final evaluation")
     ap.add_argument("--seed", type=int, default=0, help="random seed")
-    ap.add_argument("--resume", action="store_true", help="continue from --out/state.pt (saved every --save-every iterations and on Ctrl-C)")
-    ap.add_argument("--save-every", type=int, default=20, help="iterations between resumable states")
-    ap.add_argument("--stop-at-step", type=int, help="save a resumable state and stop after this many iterations")
-    ap.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
-    args = ap.parse_args(argv)
-    if args.quick:  # tiny defaults; options given on the command line still win
-        ap.set_defaults(iterations=3, rollout_size=16, minibatch_size=8, n_eval=30)
-        args = ap.parse_args(argv)
+    args = parse_run_args(ap, argv, "iterations", 20, positive=("iterations", "rollout_size", "minibatch_size", "ppo_epochs"),
+                          quick=dict(iterations=3, rollout_size=16, minibatch_size=8, n_eval=30))
     if args.beta < 0 or args.ptx_coef < 0:
         ap.error(f"--beta and --ptx-coef must be >= 0, got {args.beta}, {args.ptx_coef}")
     if args.kl_target is not None and args.kl_target <= 0:

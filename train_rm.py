@@ -35,7 +35,7 @@ from nanorlhf import data as jdata
 from nanorlhf import world
 from nanorlhf.common import (Progress, Stop, all_mean, all_min, all_sum, autocast, check_finite, check_resume,
                              ddp_setup, ddp_wrap, encode_example, end_of_step, gather_objects, load_checkpoint,
-                             load_state, lr_at, on_sigint, pad_right, save_checkpoint, seed_everything,
+                             load_state, lr_at, on_sigint, pad_right, parse_run_args, save_checkpoint, seed_everything,
                              to_scalar_head, write_metrics)
 from nanorlhf.evaluate import has_gold, sample
 from nanorlhf.losses import rm_ranking_loss
@@ -54,19 +54,10 @@ def get_args(argv=None):
     ap.add_argument("--batch-size", type=int, default=16, help="prompts (each with all its K responses) per step")
     ap.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (cosine decay)")
     ap.add_argument("--seed", type=int, default=0, help="random seed")
-    ap.add_argument("--resume", action="store_true", help="continue from --out/state.pt (saved every --save-every steps and on Ctrl-C)")
-    ap.add_argument("--save-every", type=int, default=100, help="optimizer steps between resumable states")
-    ap.add_argument("--stop-at-step", type=int, help="save a resumable state and stop after this many steps")
-    ap.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
-    args = ap.parse_args(argv)
-    if args.quick:  # tiny defaults; options given on the command line still win
-        ap.set_defaults(n_prompts=40, n_val=20, epochs=1)
-        args = ap.parse_args(argv)
+    args = parse_run_args(ap, argv, "steps", 100, positive=("n_prompts", "n_val", "epochs", "batch_size"),
+                          quick=dict(n_prompts=40, n_val=20, epochs=1))
     if not 2 <= args.k_min <= args.k_max:
         ap.error(f"need 2 <= --k-min <= --k-max, got {args.k_min}, {args.k_max}")
-    for name in ("n_prompts", "n_val", "epochs", "batch_size", "save_every"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     return args
 
 

@@ -26,10 +26,10 @@ import torch
 
 from nanorlhf import data as jdata
 from nanorlhf import world
-from nanorlhf.common import (Progress, Stop, all_mean, all_sum, autocast, check_finite, ddp_setup, ddp_wrap,
-                             check_resume, encode_example, end_of_step, heldout_stream, load_checkpoint, load_state, lr_at,
-                             on_sigint, pad_right, pretrain_batch, pretrain_loss, save_checkpoint, seed_everything,
-                             write_metrics)
+from nanorlhf.common import (Progress, Stop, all_mean, all_sum, autocast, check_finite, check_resume, ddp_setup,
+                             ddp_wrap, encode_example, end_of_step, heldout_stream, load_checkpoint, load_state, lr_at,
+                             on_sigint, pad_right, parse_run_args, pretrain_batch, pretrain_loss, save_checkpoint,
+                             seed_everything, write_metrics)
 from nanorlhf.evaluate import evaluate_model, gold_report, has_gold, win_rate
 from nanorlhf.losses import lm_loss
 from nanorlhf.model import GPT, GPTConfig
@@ -55,17 +55,11 @@ def get_args(argv=None):
     ap.add_argument("--n-eval", type=int, default=600, help="held-out test prompts for the final evaluation")
     ap.add_argument("--n-val", type=int, default=200, help="validation prompts for checkpoint selection")
     ap.add_argument("--seed", type=int, default=0, help="random seed")
-    ap.add_argument("--resume", action="store_true", help="continue from --out/state.pt (written every --save-every steps and on Ctrl-C)")
-    ap.add_argument("--save-every", type=int, default=200, help="optimizer steps between resumable states")
-    ap.add_argument("--stop-at-step", type=int, help="save a resumable state and stop after this many steps (as Ctrl-C does)")
-    ap.add_argument("--quick", action="store_true", help="tiny model and data: a smoke test in seconds")
-    args = ap.parse_args(argv)
-    if args.quick:  # tiny defaults; options given on the command line still win
-        ap.set_defaults(pretrain_steps=30, epochs=2, n_layer=2, n_embd=64, n_head=2, n_eval=40, n_val=20, block_size=64)
-        args = ap.parse_args(argv)
-    for name in ("pretrain_steps", "epochs", "batch_size", "block_size", "n_eval", "n_val", "save_every"):
-        if getattr(args, name) < (0 if name == "pretrain_steps" else 1):
-            ap.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    args = parse_run_args(ap, argv, "steps", 200, positive=("epochs", "batch_size", "block_size", "n_eval", "n_val"),
+                          quick=dict(pretrain_steps=30, epochs=2, n_layer=2, n_embd=64, n_head=2, n_eval=40, n_val=20,
+                                     block_size=64))
+    if args.pretrain_steps < 0:
+        ap.error(f"--pretrain-steps must be >= 0, got {args.pretrain_steps}")
     if not 0 <= args.dropout < 1:
         ap.error(f"--dropout must be in [0, 1), got {args.dropout}")
     return args

@@ -266,6 +266,25 @@ def end_of_step(run, make_state):
                    "continue with the same command plus --resume")
 
 
+def parse_run_args(ap, argv, unit, save_every, quick, positive):
+    """The options every script shares (resume, periodic states, --quick), then parse. --quick only
+    sets tiny defaults, so options given on the command line still win. `positive` names the
+    options that must be > 0."""
+    ap.add_argument("--resume", action="store_true", help="continue from --out/state.pt (saved every --save-every "
+                    f"{unit} and on Ctrl-C)")
+    ap.add_argument("--save-every", type=int, default=save_every, help=f"{unit} between resumable states")
+    ap.add_argument("--stop-at-step", type=int, help=f"save a resumable state and stop after this many {unit}")
+    ap.add_argument("--quick", action="store_true", help="tiny model / data: a smoke test in seconds")
+    args = ap.parse_args(argv)
+    if args.quick:
+        ap.set_defaults(**quick)
+        args = ap.parse_args(argv)
+    for name in positive + ("save_every",):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    return args
+
+
 def check_resume(state, args, keys):
     changed = {k: (state["args"][k], getattr(args, k)) for k in keys if state["args"][k] != getattr(args, k)}
     if changed:
