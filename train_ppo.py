@@ -11,7 +11,7 @@ with the KL charged per token and the RM score added at the last token (Stiennon
 whitened advantages, the clipped policy ratio and value loss, a value function initialized from the
 RM, and the pretraining term ("ptx", --ptx-coef gamma; 0 gives plain PPO).
 
-    python train_ppo.py                          # after train_sft.py and train_rm.py; ~5 minutes
+    python train_ppo.py                          # after train_sft.py and train_rm.py; ~2 minutes
     python train_ppo.py --ptx-coef 0 --out out/ppo_noptx    # plain PPO, for the alignment tax
     python train_ppo.py --data DIR               # your rl_prompts.jsonl and pretrain.jsonl
 
@@ -85,7 +85,7 @@ def get_args(argv=None):
     if args.rollout_size % args.minibatch_size:
         ap.error(f"--rollout-size {args.rollout_size} must be a multiple of --minibatch-size {args.minibatch_size}")
     if args.temperature <= 0:
-        ap.error(f"--temperature must be positive for PPO (log-probs of a greedy policy are undefined)")
+        ap.error("--temperature must be positive for PPO (log-probs of a greedy policy are undefined)")
     return args
 
 
