@@ -181,7 +181,6 @@ def ppo_update(args, it, roll, ddp_policy, ddp_value, opt, params, train_stream,
             with ddp_policy.no_sync() if args.ptx_coef > 0 and hasattr(ddp_policy, "no_sync") else nullcontext():
                 logp, logits = policy_forward(ddp_policy, r["ids"], r["start"], r["Tr"], args.temperature, device)
                 pg_loss, pg_stats = ppo_policy_loss(logp, r["logp"], r["adv"], r["mask"], args.clip)
-                check_finite(pg_loss, "ppo", it)
                 pg_loss.backward()
             if first_ratio_dev is None:  # the check other RLHF libraries fail: must be exactly 0
                 first_ratio_dev = torch.where(r["mask"], logp - r["logp"], 0.0).abs().max().item()
@@ -191,13 +190,12 @@ def ppo_update(args, it, roll, ddp_policy, ddp_value, opt, params, train_stream,
                 with autocast(device):
                     ptx_logits = ddp_policy(xy[:, :-1].to(device))
                 ptx = lm_loss(ptx_logits.float(), xy[:, 1:].to(device), torch.ones_like(xy[:, 1:], dtype=torch.bool))
-                check_finite(ptx, "ppo ptx", it)
                 (args.ptx_coef * ptx).backward()
             values = value_forward(ddp_value, r["ids"], r["start"], r["Tr"], device)
             vf_loss, _ = ppo_value_loss(values, r["values"], r["ret"], r["mask"], args.vf_clip)
-            check_finite(vf_loss, "ppo value", it)
             (args.vf_coef * vf_loss).backward()
-            check_finite(vf_loss, "ppo", it, torch.nn.utils.clip_grad_norm_(params, 1.0))
+            # one guard before the update, on every term and the gradient (nothing is applied yet)
+            check_finite(pg_loss + vf_loss + ptx, "ppo", it, torch.nn.utils.clip_grad_norm_(params, 1.0))
             opt.step()
             with torch.no_grad():
                 ent = masked_mean(token_entropy(logits.detach(), args.temperature), r["mask"]).item()
@@ -232,11 +230,9 @@ def main(argv=None):
         m.requires_grad_(False)
 
     if args.data:
-        prompts = [r["prompt"] for r in jdata.read_jsonl(os.path.join(args.data, "rl_prompts.jsonl"), "prompts")]
-        docs = [r["text"] for r in jdata.read_jsonl(os.path.join(args.data, "pretrain.jsonl"), "pretrain")] \
-            if args.ptx_coef > 0 else []
-        test_path = os.path.join(args.data, "test_prompts.jsonl")
-        test = [r["prompt"] for r in jdata.read_jsonl(test_path, "prompts")][:args.n_eval] if os.path.exists(test_path) else []
+        prompts = [r["prompt"] for r in jdata.load_dataset(args.data, "prompts", "rl")]
+        docs = [r["text"] for r in jdata.load_dataset(args.data, "pretrain", optional=args.ptx_coef == 0)]
+        test = [r["prompt"] for r in jdata.load_dataset(args.data, "prompts", "test", optional=True)][:args.n_eval]
     else:
         w = world.make_world(seed=args.seed, scale=0.05 if args.quick else 1.0)
         prompts, docs, test = w["rl_prompts"], w["pretrain"], w["test_prompts"][:args.n_eval]

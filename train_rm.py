@@ -143,9 +143,8 @@ def main(argv=None):
         comps, val, demos, gold = (state["data"][k] for k in ("comps", "val", "demos", "gold"))
         comps, val = comps[rank], val[rank]
     elif args.data:
-        comps = jdata.read_jsonl(os.path.join(args.data, "comparisons.jsonl"), "comparisons")
-        demos_path = os.path.join(args.data, "demos.jsonl")
-        demos = jdata.read_jsonl(demos_path, "demos") if os.path.exists(demos_path) else []
+        comps = jdata.load_dataset(args.data, "comparisons")
+        demos = jdata.load_dataset(args.data, "demos", optional=True)
         random.Random(args.seed).shuffle(comps)
         n_val = min(args.n_val, len(comps) // 10)
         val, comps = comps[:n_val][rank::world_size], comps[n_val:][rank::world_size]
@@ -194,7 +193,6 @@ def main(argv=None):
                     g["lr"] = lr_at(step, total, args.lr, warmup=10)
                 rewards, k = batch_rewards(ddp_rm, enc, batch, device)
                 loss, acc = rm_ranking_loss(rewards, k)
-                check_finite(loss, "rm", step)
                 loss.backward()
                 check_finite(loss, "rm", step, torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0))
                 opt.step()

@@ -72,12 +72,10 @@ def load_data(args):
         w = world.make_world(seed=args.seed, scale=0.05 if args.quick else 1.0)
         return dict(pretrain=w["pretrain"], demos=w["demos"], val=w["val_prompts"][:args.n_val],
                     test=w["test_prompts"][:args.n_eval], gold=True)
-    d = os.path.join
-    demos = jdata.read_jsonl(d(args.data, "demos.jsonl"), "demos")
-    pretrain = [r["text"] for r in jdata.read_jsonl(d(args.data, "pretrain.jsonl"), "pretrain")] if args.init is None else []
-    prompts = lambda name: [r["prompt"] for r in jdata.read_jsonl(d(args.data, name), "prompts")] \
-        if os.path.exists(d(args.data, name)) else []
-    val, test = prompts("val_prompts.jsonl")[:args.n_val], prompts("test_prompts.jsonl")[:args.n_eval]
+    demos = jdata.load_dataset(args.data, "demos")
+    pretrain = [r["text"] for r in jdata.load_dataset(args.data, "pretrain")] if args.init is None else []
+    prompts = lambda split: [r["prompt"] for r in jdata.load_dataset(args.data, "prompts", split, optional=True)]
+    val, test = prompts("val")[:args.n_val], prompts("test")[:args.n_eval]
     return dict(pretrain=pretrain, demos=demos, val=val, test=test,
                 gold=has_gold(val + test))
 
@@ -113,7 +111,6 @@ def pretrain(run, model, enc, docs, state):
         with autocast(device):
             logits = ddp_model(xy[:, :-1])  # (B, T, V)
         loss = lm_loss(logits.float(), xy[:, 1:], torch.ones_like(xy[:, 1:], dtype=torch.bool))
-        check_finite(loss, "pretrain", step)
         loss.backward()
         check_finite(loss, "pretrain", step, torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
         opt.step()
@@ -192,7 +189,6 @@ def sft(run, model, enc, data, state):
             # Mean over the GLOBAL batch's tokens: DDP averages gradients over ranks, hence * world,
             # so N processes x batch b computes exactly what 1 process x batch N*b does.
             loss = nll * world / n_all
-            check_finite(loss, "sft", step)
             loss.backward()
             check_finite(loss, "sft", step, torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
             opt.step()

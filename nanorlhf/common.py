@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from nanorlhf.losses import lm_loss
 from nanorlhf.model import GPT, GPTConfig, from_pretrained_gpt2
 from nanorlhf.tokenizer import PROMPT, RESPONSE, encode, fingerprint, get_tokenizer
 
@@ -119,7 +120,8 @@ def load_state(path):
 
 
 def check_finite(loss, stage, step, grad_norm=None):
-    """The NaN/inf guard: stop before a bad update, so the last checkpoint stays the last good one."""
+    """The NaN/inf guard, called between backward and the optimizer step: stop before a bad update,
+    so the last checkpoint stays the last good one."""
     for name, x in (("loss", loss), ("gradient norm", grad_norm)):
         if x is not None and not torch.isfinite(x):
             raise FloatingPointError(f"[{stage}] non-finite {name} ({x.item()}) at step {step + 1}: stopped before "
@@ -209,7 +211,6 @@ def pretrain_batch(stream, batch_size, T, rng):
 @torch.no_grad()
 def pretrain_loss(model, stream, device, n_windows=64, T=128):
     """Mean next-token loss on fixed windows of held-out pretraining text."""
-    from nanorlhf.losses import lm_loss
     was_training = model.training
     model.eval()
     xy = pretrain_batch(stream, n_windows, min(T, len(stream) - 2), np.random.default_rng(1234)).to(device)

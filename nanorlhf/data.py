@@ -91,12 +91,14 @@ def write_jsonl(path, rows):
     os.replace(tmp, path)
 
 
-def load_dataset(data_dir, kind, split=None):
-    """Read the standard file of `kind` in a --data directory; prompts need a split (e.g. "rl")."""
+def load_dataset(data_dir, kind, split=None, optional=False):
+    """Read the standard file of `kind` in a --data directory; prompts need a split (e.g. "rl").
+    `optional`: a missing file gives [] instead of an error."""
     if kind == "prompts":
         if split not in SPLITS:
             raise ValueError(f"prompts need split in {SPLITS}, got {split!r}")
         name = f"{split}_prompts.jsonl"
     else:
         name = FILES[kind]
-    return read_jsonl(os.path.join(data_dir, name), kind)
+    path = os.path.join(data_dir, name)
+    return [] if optional and not os.path.exists(path) else read_jsonl(path, kind)
