@@ -40,10 +40,11 @@ import torch
 from kernels import token_entropy, token_logprobs
 from nanorlhf import data as jdata
 from nanorlhf import world
-from nanorlhf.common import (Progress, Stop, all_mean, autocast, check_finite, check_resume, ddp_setup, ddp_wrap,
-                             encode_prompt, end_of_step, heldout_stream, load_checkpoint, load_state, on_sigint,
-                             pad_right, parse_run_args, pretrain_batch, pretrain_loss, save_checkpoint, seed_everything,
-                             write_metrics)
+from nanorlhf.batching import encode_prompt, heldout_stream, pad_right, pretrain_batch, pretrain_loss
+from nanorlhf.checkpoint import load_checkpoint, load_state, save_checkpoint
+from nanorlhf.distributed import all_mean, ddp_setup, ddp_wrap
+from nanorlhf.run import (Progress, Stop, autocast, check_finite, check_resume, end_of_step, on_sigint, parse_run_args,
+                          seed_everything, write_metrics)
 from nanorlhf.evaluate import evaluate_model, has_gold, win_rate
 from nanorlhf.losses import (adaptive_kl_update, gae, kl_shaped_rewards, lm_loss, masked_mean, masked_whiten,
                              ppo_policy_loss, ppo_value_loss)

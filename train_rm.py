@@ -33,10 +33,11 @@ import torch
 
 from nanorlhf import data as jdata
 from nanorlhf import world
-from nanorlhf.common import (Progress, Stop, all_mean, all_min, all_sum, autocast, check_finite, check_resume,
-                             ddp_setup, ddp_wrap, encode_example, end_of_step, gather_objects, load_checkpoint,
-                             load_state, lr_at, on_sigint, pad_right, parse_run_args, save_checkpoint, seed_everything,
-                             to_scalar_head, write_metrics)
+from nanorlhf.batching import encode_example, pad_right
+from nanorlhf.checkpoint import load_checkpoint, load_state, save_checkpoint, to_scalar_head
+from nanorlhf.distributed import all_mean, all_min, all_sum, ddp_setup, ddp_wrap, gather_objects
+from nanorlhf.run import (Progress, Stop, autocast, check_finite, check_resume, end_of_step, lr_at, on_sigint,
+                          parse_run_args, seed_everything, write_metrics)
 from nanorlhf.evaluate import has_gold, sample
 from nanorlhf.losses import rm_ranking_loss
 

@@ -26,10 +26,11 @@ import torch
 
 from nanorlhf import data as jdata
 from nanorlhf import world
-from nanorlhf.common import (Progress, Stop, all_mean, all_sum, autocast, check_finite, check_resume, ddp_setup,
-                             ddp_wrap, encode_example, end_of_step, heldout_stream, load_checkpoint, load_state, lr_at,
-                             on_sigint, pad_right, parse_run_args, pretrain_batch, pretrain_loss, save_checkpoint,
-                             seed_everything, write_metrics)
+from nanorlhf.batching import encode_example, heldout_stream, pad_right, pretrain_batch, pretrain_loss
+from nanorlhf.checkpoint import load_checkpoint, load_state, save_checkpoint
+from nanorlhf.distributed import all_mean, all_sum, ddp_setup, ddp_wrap
+from nanorlhf.run import (Progress, Stop, autocast, check_finite, check_resume, end_of_step, lr_at, on_sigint,
+                          parse_run_args, seed_everything, write_metrics)
 from nanorlhf.evaluate import evaluate_model, gold_report, has_gold, win_rate
 from nanorlhf.losses import lm_loss
 from nanorlhf.model import GPT, GPTConfig

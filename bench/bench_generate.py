@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from nanorlhf.common import get_device
+from nanorlhf.distributed import get_device
 from nanorlhf.model import GPT, GPTConfig, generate
 from nanorlhf.tokenizer import get_tokenizer
 

@@ -12,7 +12,10 @@ import statistics
 import torch
 
 from nanorlhf import world
-from nanorlhf.common import autocast, encode_prompt, get_device, load_checkpoint
+from nanorlhf.batching import encode_prompt
+from nanorlhf.checkpoint import load_checkpoint
+from nanorlhf.distributed import get_device
+from nanorlhf.run import autocast
 from nanorlhf.model import generate
 
 

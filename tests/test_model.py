@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nanorlhf.common import load_checkpoint, save_checkpoint, to_scalar_head
+from nanorlhf.checkpoint import load_checkpoint, save_checkpoint, to_scalar_head
 from nanorlhf.model import GPT, GPTConfig, generate
 from nanorlhf.tokenizer import get_tokenizer
 

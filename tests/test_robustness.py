@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from nanorlhf.common import load_checkpoint, load_state, save_checkpoint
+from nanorlhf.checkpoint import load_checkpoint, load_state, save_checkpoint
 from nanorlhf.data import write_jsonl
 from nanorlhf.model import GPT, GPTConfig
 from nanorlhf.tokenizer import get_tokenizer
@@ -117,7 +117,7 @@ def test_kill_during_save_leaves_previous_checkpoint(tmp_path):
     save_checkpoint(str(path), small, enc, "policy")
     writer = f"""
 import torch
-from nanorlhf.common import save_checkpoint
+from nanorlhf.checkpoint import save_checkpoint
 from nanorlhf.model import GPT, GPTConfig
 from nanorlhf.tokenizer import get_tokenizer
 big = GPT(GPTConfig(vocab_size=50000, n_layer=2, n_head=4, n_embd=512))  # ~100 MB per save

@@ -1,0 +1,60 @@
+"""From text to token batches: prompts and demonstrations with the special tokens, right
+padding, and the pretraining stream (random windows for training, a held-out part for the
+alignment tax)."""
+import numpy as np
+import torch
+
+from nanorlhf.losses import lm_loss
+from nanorlhf.run import autocast
+from nanorlhf.tokenizer import PROMPT, RESPONSE, encode
+
+
+def encode_prompt(enc, prompt):
+    return encode(enc, PROMPT + prompt + RESPONSE)
+
+
+def encode_example(enc, prompt, response):
+    """(ids, n_prompt): <|prompt|> x <|response|> y <|endoftext|>; loss goes on ids[n_prompt:]."""
+    p = encode_prompt(enc, prompt)
+    return p + encode(enc, response) + [enc.eot_token], len(p)
+
+
+def pad_right(seqs, pad, T=None):
+    """List of id lists -> (ids (B, T), lengths (B,)), right-padded."""
+    T = T or max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), T), pad, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.tensor(s[:T], dtype=torch.long)
+    return ids, torch.tensor([min(len(s), T) for s in seqs])
+
+
+def heldout_stream(enc, docs, every=20):
+    """Pretraining text as two token streams (documents joined by end-of-text): every 20th
+    document is held out, to measure the "alignment tax" on text neither pretraining nor ptx saw."""
+    streams = ([], [])
+    for i, doc in enumerate(docs):
+        streams[i % every == 0].extend(encode(enc, doc) + [enc.eot_token])
+    return tuple(np.array(s, dtype=np.int64) for s in streams)
+
+
+def pretrain_batch(stream, batch_size, T, rng):
+    """(B, T+1) random windows of a token stream: inputs [:, :-1], targets [:, 1:]."""
+    if len(stream) <= T + 1:
+        raise ValueError(f"pretraining text has {len(stream)} tokens, fewer than one window of {T + 1}")
+    starts = rng.integers(0, len(stream) - T - 1, batch_size)
+    return torch.from_numpy(np.stack([stream[s:s + T + 1] for s in starts]))
+
+
+@torch.no_grad()
+def pretrain_loss(model, stream, device, n_windows=64, T=128):
+    """Mean next-token loss on fixed windows of held-out pretraining text."""
+    was_training = model.training
+    model.eval()
+    xy = pretrain_batch(stream, n_windows, min(T, len(stream) - 2), np.random.default_rng(1234)).to(device)
+    losses = []
+    for i in range(0, n_windows, 16):
+        with autocast(device):
+            logits = model(xy[i:i + 16, :-1])
+        losses.append(lm_loss(logits.float(), xy[i:i + 16, 1:], torch.ones_like(xy[i:i + 16, 1:], dtype=torch.bool)).item())
+    model.train(was_training)
+    return float(np.mean(losses))

@@ -1,0 +1,73 @@
+"""Checkpoints and resumable states: a dict of tensors and plain values, so loading needs no
+unpickling of objects; written atomically, so a killed save leaves the previous file whole."""
+import os
+from dataclasses import asdict
+
+import torch
+
+from nanorlhf.model import GPT, GPTConfig, from_pretrained_gpt2
+from nanorlhf.tokenizer import fingerprint, get_tokenizer
+
+
+def save_checkpoint(path, model, enc, kind, **extra):
+    """Weights, config, and the tokenizer's name and fingerprint; written atomically (save_state)."""
+    save_state(path, {"config": asdict(model.config), "model": model.state_dict(), "tokenizer": enc.name,
+                      "tokenizer_fingerprint": fingerprint(enc), "kind": kind, **extra})
+
+
+def save_state(path, state):
+    """A resumable training state (model, optimizer, RNG, step...): tensors and plain values only."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_state(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--resume: no saved state at {path} (nothing to resume; drop --resume)")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_checkpoint(path, kind=None):
+    """Load our checkpoint (policy or reward) or, for a directory with config.json, a Hugging Face
+    GPT-2. `kind` checks that a policy was not given where a reward model is expected, or the other
+    way round. Returns (model, tokenizer, checkpoint dict); the tokenizer is checked against the
+    one the model was trained with."""
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json")):
+        model, ckpt = from_pretrained_gpt2(path), {"kind": "policy", "tokenizer": "gpt2"}
+    else:
+        if os.path.isdir(path):
+            path = os.path.join(path, "model.pt")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        try:  # weights_only: tensors and plain containers only, never arbitrary code
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ValueError(f"{path}: not a loadable nanorlhf checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
+        if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
+            raise ValueError(f"{path}: not a nanorlhf checkpoint (no config/model entries)")
+        model = GPT(GPTConfig(**ckpt["config"]))
+        model.load_state_dict(ckpt["model"])
+    if kind is not None and ckpt.get("kind") != kind:
+        raise ValueError(f"{path}: is a {ckpt.get('kind')} checkpoint, but a {kind} checkpoint is expected here")
+    enc = get_tokenizer(ckpt["tokenizer"])
+    if ckpt.get("tokenizer_fingerprint", fingerprint(enc)) != fingerprint(enc):
+        raise ValueError(f"{path}: was trained with another version of the {ckpt['tokenizer']!r} tokenizer "
+                         "(its ranks changed since); retrain from the base model or restore the old ranks file")
+    if model.config.vocab_size < enc.n_vocab:
+        raise ValueError(f"{path}: vocabulary {model.config.vocab_size} is smaller than tokenizer "
+                         f"{ckpt['tokenizer']!r}'s {enc.n_vocab}")
+    return model, enc, ckpt
+
+
+def to_scalar_head(policy):
+    """InstructGPT's RM: the SFT model with the unembedding removed and a scalar output."""
+    cfg = GPTConfig(**{**asdict(policy.config), "scalar_head": True})
+    rm = GPT(cfg)
+    missing, _ = rm.load_state_dict(policy.state_dict(), strict=False)
+    assert set(missing) == {"score_head.weight", "score_head.bias"}, missing
+    return rm
