@@ -42,7 +42,8 @@ def get_args(argv=None):
     ap.add_argument("--out", default="out/sft", help="output folder for base.pt, model.pt, metrics.json")
     ap.add_argument("--data", help="folder with pretrain.jsonl / demos.jsonl / *_prompts.jsonl (default: the embedded world)")
     ap.add_argument("--init", help="base checkpoint to fine-tune (ours or a Hugging Face GPT-2 folder); skips pretraining")
-    ap.add_argument("--tokenizer", default="nanorlhf", help="'nanorlhf' (embedded BPE) or 'gpt2' (needs tiktoken's cache)")
+    ap.add_argument("--tokenizer", help="'nanorlhf' (embedded BPE, the default), 'gpt2' (needs tiktoken's cache), a .tiktoken "
+                    "ranks file (python -m nanorlhf.tokenizer --data) or a Hugging Face folder; with --init DIR, DIR's own")
     ap.add_argument("--pretrain-steps", type=int, default=1000, help="step 0: optimizer steps of pretraining")
     ap.add_argument("--pretrain-lr", type=float, default=2e-3, help="step 0: peak learning rate")
     ap.add_argument("--block-size", type=int, default=128, help="step 0: tokens per pretraining window")
@@ -238,11 +239,11 @@ def main(argv=None):
     signal.signal(signal.SIGINT, on_sigint)
     try:
         if args.init:  # step 0 done elsewhere: ours or a local GPT-2
-            model, enc, _ = load_checkpoint(args.init, kind="policy")
+            model, enc, _ = load_checkpoint(args.init, kind="policy", tokenizer=args.tokenizer)
         elif state is not None and state["stage"] == "sft":  # pretraining finished before the interruption
             model, enc, _ = load_checkpoint(os.path.join(args.out, "base.pt"), kind="policy")
         else:
-            enc = get_tokenizer(args.tokenizer)
+            enc = get_tokenizer(args.tokenizer or "nanorlhf")
             cfg = GPTConfig(vocab_size=enc.n_vocab, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd)
             model = GPT(cfg).to(device)
             if state is not None:

@@ -6,7 +6,7 @@ from dataclasses import asdict
 import torch
 
 from nanorlhf.model import GPT, GPTConfig, from_pretrained_gpt2
-from nanorlhf.tokenizer import fingerprint, get_tokenizer
+from nanorlhf.tokenizer import TokenizerError, fingerprint, get_tokenizer
 
 
 def save_checkpoint(path, model, enc, kind, **extra):
@@ -32,13 +32,17 @@ def load_state(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def load_checkpoint(path, kind=None):
+def load_checkpoint(path, kind=None, tokenizer=None):
     """Load our checkpoint (policy or reward) or, for a directory with config.json, a Hugging Face
-    GPT-2. `kind` checks that a policy was not given where a reward model is expected, or the other
-    way round. Returns (model, tokenizer, checkpoint dict); the tokenizer is checked against the
-    one the model was trained with."""
+    GPT-2 with the folder's own tokenizer (or `tokenizer`, or tiktoken's 'gpt2' if it has none), its
+    embedding grown for our separators. `kind` checks that a policy was not given where a reward
+    model is expected, or the other way round. Returns (model, tokenizer, checkpoint dict); the
+    tokenizer is checked against the one the model was trained with."""
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json")):
-        model, ckpt = from_pretrained_gpt2(path), {"kind": "policy", "tokenizer": "gpt2"}
+        own = any(os.path.isfile(os.path.join(path, f)) for f in ("vocab.json", "tokenizer.json"))
+        enc = get_tokenizer(tokenizer or (path if own else "gpt2"))
+        model = from_pretrained_gpt2(path, vocab_size=enc.n_vocab)
+        ckpt = {"kind": "policy", "tokenizer": enc.name}
     else:
         if os.path.isdir(path):
             path = os.path.join(path, "model.pt")
@@ -52,9 +56,12 @@ def load_checkpoint(path, kind=None):
             raise ValueError(f"{path}: not a nanorlhf checkpoint (no config/model entries)")
         model = GPT(GPTConfig(**ckpt["config"]))
         model.load_state_dict(ckpt["model"])
+        try:  # a ranks file or folder recorded by path may have moved since
+            enc = get_tokenizer(ckpt["tokenizer"])
+        except TokenizerError as e:
+            raise TokenizerError(f"{path}: cannot load the tokenizer it was trained with: {e}") from None
     if kind is not None and ckpt.get("kind") != kind:
         raise ValueError(f"{path}: is a {ckpt.get('kind')} checkpoint, but a {kind} checkpoint is expected here")
-    enc = get_tokenizer(ckpt["tokenizer"])
     if ckpt.get("tokenizer_fingerprint", fingerprint(enc)) != fingerprint(enc):
         raise ValueError(f"{path}: was trained with another version of the {ckpt['tokenizer']!r} tokenizer "
                          "(its ranks changed since); retrain from the base model or restore the old ranks file")

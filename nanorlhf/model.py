@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from nanorlhf.errors import UserError
+
 # "sdpa" (PyTorch reference) or "triton" (kernels.flash_attention); "auto" = triton on CUDA.
 ATTENTION_BACKEND = os.environ.get("NANORLHF_ATTENTION", "auto")
 
@@ -231,33 +233,71 @@ def generate(model, prompts, max_new_tokens, eot_id, temperature=1.0, top_k=None
 # -----------------------------------------------------------------------------
 # GPT-2 weights from a local Hugging Face folder (config.json + model.safetensors or pytorch_model.bin)
 
+class WeightsError(UserError, ValueError):
+    """GPT-2 weights (a folder or a .safetensors file) that cannot be loaded; the one-line message names them."""
+
+
+SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                      "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+                      "BOOL": torch.bool}
+
+
 def _read_safetensors(path):
-    """The safetensors format is 8 bytes of header length, a JSON header, then raw little-endian
-    tensors: 15 lines instead of a dependency."""
-    dtypes = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
-              "I64": torch.int64, "U8": torch.uint8, "BOOL": torch.bool}
+    """The safetensors format is 8 bytes of header length (little-endian), a JSON header
+    {name: {dtype, shape, data_offsets: [begin, end]}} and the raw little-endian tensors, offsets
+    counted from the end of the header. Reading it by hand saves a dependency, so every field is
+    checked before it is trusted: a damaged or hostile file gets a one-line error, never a crash
+    or an allocation larger than the file itself."""
+    def bad(msg):
+        return WeightsError(f"{path}: {msg}")
+
+    size = os.path.getsize(path)
     with open(path, "rb") as f:
+        if size < 8:
+            raise bad(f"truncated: {size} bytes, no room for the 8-byte header length")
         n = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(n))
-        data = bytearray(f.read())
+        if n > size - 8:  # checked BEFORE reading: a lying length must not allocate
+            raise bad(f"header length {n} exceeds the {size - 8} bytes after it (truncated or not safetensors)")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise bad(f"header is not valid JSON ({type(e).__name__})") from None
+        data = f.read()  # (size - 8 - n) bytes
+    if not isinstance(header, dict):
+        raise bad("header is not a JSON object")
     out = {}
     for name, meta in header.items():
         if name == "__metadata__":
             continue
-        a, b = meta["data_offsets"]
-        out[name] = torch.frombuffer(data[a:b], dtype=dtypes[meta["dtype"]]).reshape(meta["shape"]).clone() \
-            if b > a else torch.zeros(meta["shape"], dtype=dtypes[meta["dtype"]])
+        if not (isinstance(meta, dict) and isinstance(meta.get("shape"), list)
+                and isinstance(meta.get("data_offsets"), list) and len(meta["data_offsets"]) == 2
+                and all(type(x) is int and x >= 0 for x in meta["shape"] + meta["data_offsets"])):
+            raise bad(f"tensor {name!r}: needs dtype, shape (ints >= 0) and data_offsets [begin, end]")
+        if not isinstance(meta.get("dtype"), str) or meta["dtype"] not in SAFETENSORS_DTYPES:
+            raise bad(f"tensor {name!r}: unsupported dtype {meta.get('dtype')!r} (have {', '.join(SAFETENSORS_DTYPES)})")
+        dtype, (a, b) = SAFETENSORS_DTYPES[meta["dtype"]], meta["data_offsets"]
+        if not a <= b <= len(data):
+            raise bad(f"tensor {name!r}: data_offsets [{a}, {b}] outside the {len(data)} bytes of data")
+        numel = math.prod(meta["shape"])
+        if (b - a) != numel * dtype.itemsize:
+            raise bad(f"tensor {name!r}: shape {meta['shape']} of {meta['dtype']} needs {numel * dtype.itemsize} "
+                      f"bytes, data_offsets give {b - a}")
+        out[name] = torch.frombuffer(bytearray(data[a:b]), dtype=dtype).reshape(meta["shape"]) if numel \
+            else torch.zeros(meta["shape"], dtype=dtype)
     return out
 
 
-def from_pretrained_gpt2(folder):
-    """Load GPT-2 weights from a local Hugging Face checkpoint folder. Never downloads."""
+def from_pretrained_gpt2(folder, vocab_size=None):
+    """Load GPT-2 weights from a local Hugging Face checkpoint folder. Never downloads.
+    `vocab_size` larger than the checkpoint's grows the embedding (our tokenizer adds <|prompt|> and
+    <|response|> after GPT-2's 50257 ids): the new rows start as the mean embedding, so the new
+    tokens begin as an average input and an average (never a dominant) output."""
     cfg_path = os.path.join(folder, "config.json")
     if not os.path.isfile(cfg_path):
         raise FileNotFoundError(f"{folder}: no config.json (expected a Hugging Face GPT-2 folder)")
     with open(cfg_path) as f:
         hf = json.load(f)
-    cfg = GPTConfig(block_size=hf.get("n_positions", hf.get("n_ctx", 1024)), vocab_size=hf["vocab_size"],
+    cfg = GPTConfig(block_size=hf.get("n_positions", hf.get("n_ctx", 1024)), vocab_size=max(hf["vocab_size"], vocab_size or 0),
                     n_layer=hf["n_layer"], n_head=hf["n_head"], n_embd=hf["n_embd"], bias=True)
     st, pt = os.path.join(folder, "model.safetensors"), os.path.join(folder, "pytorch_model.bin")
     if os.path.isfile(st):
@@ -265,7 +305,7 @@ def from_pretrained_gpt2(folder):
     elif os.path.isfile(pt):
         sd = torch.load(pt, map_location="cpu", weights_only=True)
     else:
-        raise FileNotFoundError(f"{folder}: neither model.safetensors nor pytorch_model.bin")
+        raise WeightsError(f"{folder}: neither model.safetensors nor pytorch_model.bin")
     model = GPT(cfg)
     ours = model.state_dict()
     # HF's Conv1D stores weights as (in, out); our nn.Linear wants (out, in).
@@ -276,14 +316,17 @@ def from_pretrained_gpt2(folder):
             continue  # causal-mask buffers, not weights
         key = name if name.startswith(("transformer.", "lm_head.")) else "transformer." + name
         if key not in ours:
-            raise KeyError(f"{folder}: unexpected tensor {name!r} for a GPT-2 checkpoint")
+            raise WeightsError(f"{folder}: unexpected tensor {name!r} for a GPT-2 checkpoint")
         loaded[key] = t.t() if key.endswith(transposed) else t
-    loaded.setdefault("lm_head.weight", loaded["transformer.wte.weight"])  # tied
-    missing = set(ours) - set(loaded)
+    missing = set(ours) - set(loaded) - {"lm_head.weight"}
     if missing:
-        raise KeyError(f"{folder}: checkpoint lacks {sorted(missing)[:5]}")
+        raise WeightsError(f"{folder}: checkpoint lacks {sorted(missing)[:5]}")
+    wte = loaded["transformer.wte.weight"]
+    if cfg.vocab_size > wte.size(0) == hf["vocab_size"]:  # new ids: the mean embedding (see docstring)
+        loaded["transformer.wte.weight"] = torch.cat([wte, wte.mean(0, keepdim=True).expand(cfg.vocab_size - wte.size(0), -1)])
+    loaded["lm_head.weight"] = loaded["transformer.wte.weight"]  # tied, as in GPT-2
     for key, t in loaded.items():
         if t.shape != ours[key].shape:
-            raise ValueError(f"{folder}: {key} has shape {tuple(t.shape)}, expected {tuple(ours[key].shape)}")
+            raise WeightsError(f"{folder}: {key} has shape {tuple(t.shape)}, expected {tuple(ours[key].shape)}")
     model.load_state_dict({k: v.float() for k, v in loaded.items()})
     return model

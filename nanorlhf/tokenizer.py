@@ -8,16 +8,29 @@ load them with `tiktoken.Encoding`. Special tokens: end-of-text and the prompt /
 separators that frame every example: <|prompt|> x <|response|> y <|endoftext|>.
 
 Retrain (about a minute): python -m nanorlhf.tokenizer
+A BPE for your own corpus:  python -m nanorlhf.tokenizer --data DIR --vocab-size 2000 --out DIR/bpe.tiktoken
+(then `train_sft.py --tokenizer DIR/bpe.tiktoken`; checkpoints record its path and fingerprint, so
+the later stages find it).
+
+A Hugging Face GPT-2 folder (vocab.json + merges.txt, or tokenizer.json) loads offline too, with
+ids unchanged. GPT-2 has <|endoftext|> (50256) but not our two separators: they get NEW ids after
+the vocabulary (50257, 50258), and `from_pretrained_gpt2(..., vocab_size=)` grows the embedding
+for them. Mapping them to plain text ("Question:", "Answer:") would keep GPT-2's vocabulary, but a
+prompt could then contain the separator by accident, and every example would cost more tokens.
 """
 import argparse
 import base64
 import collections
 import hashlib
+import json
 import os
 import re
 import time
 
 import tiktoken
+
+from nanorlhf import data as jdata
+from nanorlhf.errors import UserError
 
 EOT, PROMPT, RESPONSE = "<|endoftext|>", "<|prompt|>", "<|response|>"
 ASSET = os.path.join(os.path.dirname(__file__), "assets", "nanorlhf.tiktoken")
@@ -71,7 +84,7 @@ def train_bpe(texts, vocab_size):
 
 
 def save_ranks(ranks, path):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         for tok, r in sorted(ranks.items(), key=lambda kv: kv[1]):
             f.write(f"{base64.b64encode(tok).decode()} {r}\n")
@@ -82,14 +95,80 @@ def load_ranks(path):
         return {base64.b64decode(tok): int(r) for tok, r in (line.split() for line in f if line.strip())}
 
 
+class TokenizerError(UserError, ValueError):
+    """A tokenizer name, ranks file or Hugging Face folder that cannot be used; the message names it."""
+
+
+def _with_specials(name, ranks, specials=None):
+    """A tiktoken Encoding with GPT-2's split pattern. Special tokens the vocabulary lacks among
+    <|endoftext|>, <|prompt|>, <|response|> get new ids after every existing one."""
+    specials = dict(specials or {})
+    n = max([*ranks.values(), *specials.values()]) + 1
+    for tok in (EOT, PROMPT, RESPONSE):
+        if tok not in specials:
+            specials[tok], n = n, n + 1
+    return tiktoken.Encoding(name, pat_str=GPT2_PAT, mergeable_ranks=ranks, special_tokens=specials)
+
+
+def bytes_to_unicode():
+    """GPT-2's map from the 256 bytes to printable characters: vocab.json and merges.txt spell
+    every token's bytes with these characters (a space is 'Ġ', a newline 'Ċ')."""
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in bs]  # the rest get 256, 257, ... in byte order
+    return {**{b: chr(b) for b in bs}, **{b: chr(256 + i) for i, b in enumerate(others)}}
+
+
+def load_hf_bpe(folder):
+    """A Hugging Face byte-level BPE (GPT-2's: vocab.json + merges.txt, or tokenizer.json) as a
+    tiktoken Encoding, offline. tiktoken merges the adjacent pair whose JOINED bytes have the lowest
+    rank, so a token's id can serve as its rank only if ids grow in merge order; that holds for
+    GPT-2 (merge i makes id 256 + i) and is checked. Vocabulary entries that are neither a byte nor
+    a merge (GPT-2: <|endoftext|>) become special tokens with their ids."""
+    vj, mt, tj = (os.path.join(folder, f) for f in ("vocab.json", "merges.txt", "tokenizer.json"))
+    if os.path.isfile(vj) and os.path.isfile(mt):
+        with open(vj, encoding="utf-8") as f:
+            vocab = json.load(f)
+        with open(mt, encoding="utf-8") as f:
+            merges = [tuple(line.rstrip("\n").split(" ")) for line in f if line.strip() and not line.startswith("#version")]
+        added = {}
+    elif os.path.isfile(tj):
+        with open(tj, encoding="utf-8") as f:
+            spec = json.load(f)
+        model = spec.get("model") or {}
+        if model.get("type") != "BPE" or "ByteLevel" not in json.dumps(spec.get("pre_tokenizer")):
+            raise TokenizerError(f"{tj}: not a byte-level BPE like GPT-2's (model {model.get('type')!r})")
+        vocab = model["vocab"]
+        merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+        added = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
+    else:
+        raise TokenizerError(f"{folder}: no tokenizer here (expected vocab.json + merges.txt, or tokenizer.json)")
+    byte_of = {c: b for b, c in bytes_to_unicode().items()}
+    ranks = {}
+    for c, b in byte_of.items():
+        if c not in vocab:
+            raise TokenizerError(f"{folder}: byte {b} ({c!r}) is not in the vocabulary: not a byte-level BPE")
+        ranks[bytes([b])] = vocab[c]
+    last = max(ranks.values())
+    for lineno, m in enumerate(merges, 1):
+        tok = "".join(m)
+        if len(m) != 2 or tok not in vocab or any(c not in byte_of for c in tok):
+            raise TokenizerError(f"{folder}: merge {lineno} {' '.join(m)!r} is malformed or makes no vocabulary entry")
+        if vocab[tok] <= last:
+            raise TokenizerError(f"{folder}: merge {lineno} {' '.join(m)!r} has id {vocab[tok]}, not above the "
+                                 "previous merges': ids must follow merge order")
+        last = ranks[bytes(byte_of[c] for c in tok)] = vocab[tok]
+    made = set(byte_of) | {"".join(m) for m in merges}
+    specials = {**{t: i for t, i in vocab.items() if t not in made}, **added}
+    return _with_specials(os.path.abspath(folder), ranks, specials)
+
+
 def get_tokenizer(name="nanorlhf"):
     """'nanorlhf': the embedded BPE (offline). 'gpt2': tiktoken's GPT-2 encoding, which needs
-    tiktoken's cache or the network. Either gets the three special tokens."""
+    tiktoken's cache or the network. A path: a .tiktoken ranks file (`--data` training below) or a
+    Hugging Face GPT-2 folder (load_hf_bpe). Each gets the three special tokens; a path is
+    recorded absolute, as checkpoints name their tokenizer by `enc.name`."""
     if name == "nanorlhf":
-        ranks = load_ranks(ASSET)
-        n = len(ranks)
-        return tiktoken.Encoding("nanorlhf", pat_str=GPT2_PAT, mergeable_ranks=ranks,
-                                 special_tokens={EOT: n, PROMPT: n + 1, RESPONSE: n + 2})
+        return _with_specials("nanorlhf", load_ranks(ASSET))
     if name == "gpt2":
         try:
             base = tiktoken.get_encoding("gpt2")
@@ -99,7 +178,20 @@ def get_tokenizer(name="nanorlhf"):
                                f"tokenizer. ({type(e).__name__}: {e})") from None
         return tiktoken.Encoding("gpt2", pat_str=base._pat_str, mergeable_ranks=base._mergeable_ranks,
                                  special_tokens={EOT: 50256, PROMPT: 50257, RESPONSE: 50258})
-    raise ValueError(f"unknown tokenizer {name!r}: expected 'nanorlhf' or 'gpt2'")
+    if os.path.isdir(name):
+        return load_hf_bpe(name)
+    if os.path.isfile(name):
+        try:
+            ranks = load_ranks(name)
+        except (ValueError, UnicodeDecodeError) as e:  # binascii.Error is a ValueError
+            raise TokenizerError(f"{name}: not a .tiktoken ranks file (lines 'base64-token rank'): {e}") from None
+        if not ranks or any(bytes([b]) not in ranks for b in range(256)):
+            raise TokenizerError(f"{name}: a byte-level ranks file must contain all 256 single bytes")
+        return _with_specials(os.path.abspath(name), ranks)
+    if os.sep in name or name.endswith(".tiktoken"):
+        raise TokenizerError(f"tokenizer {name!r} not found (a .tiktoken ranks file or a Hugging Face folder)")
+    raise TokenizerError(f"unknown tokenizer {name!r}: expected 'nanorlhf', 'gpt2', a .tiktoken ranks file "
+                         "or a Hugging Face tokenizer folder")
 
 
 def fingerprint(enc):
@@ -119,18 +211,31 @@ def encode(enc, text):
     return enc.encode(text, allowed_special="all")
 
 
-def main():
+def corpus_texts(data_dir):
+    """The texts a BPE for a --data folder learns from: pretrain.jsonl, plus demos.jsonl if present."""
+    texts = [r["text"] for r in jdata.load_dataset(data_dir, "pretrain")]
+    return texts + [d["prompt"] + "\n" + d["response"] for d in jdata.load_dataset(data_dir, "demos", optional=True)]
+
+
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--vocab-size", type=int, default=4093, help="BPE ranks, before the 3 special tokens")
-    ap.add_argument("--out", default=ASSET, help="ranks file to write")
-    args = ap.parse_args()
-    from nanorlhf.world import make_world
+    ap.add_argument("--data", help="train on this folder's pretrain.jsonl (+ demos.jsonl) instead of the embedded world")
+    ap.add_argument("--vocab-size", type=int, default=4093, help="BPE ranks, before the 3 special tokens (>= 256)")
+    ap.add_argument("--out", help=f"ranks file to write (default: {ASSET}, or DIR/bpe.tiktoken with --data)")
+    args = ap.parse_args(argv)
+    if args.vocab_size < 256:
+        ap.error(f"--vocab-size must be at least 256 (the single bytes), got {args.vocab_size}")
     t0 = time.time()
-    w = make_world()
-    texts = [re.sub(r"<\|[a-z]+\|>", "\n", t) for t in w["pretrain"]]  # specials are not merged
+    if args.data:
+        texts = corpus_texts(args.data)
+    else:
+        from nanorlhf.world import make_world
+        texts = make_world()["pretrain"]
+    texts = [re.sub(r"<\|[a-z]+\|>", "\n", t) for t in texts]  # specials are not merged
+    out = args.out or (os.path.join(args.data, "bpe.tiktoken") if args.data else ASSET)
     ranks = train_bpe(texts, args.vocab_size)
-    save_ranks(ranks, args.out)
-    print(f"trained {len(ranks)} ranks on {sum(map(len, texts)):,} chars in {time.time() - t0:.1f}s -> {args.out}")
+    save_ranks(ranks, out)
+    print(f"trained {len(ranks)} ranks on {sum(map(len, texts)):,} chars in {time.time() - t0:.1f}s -> {out}")
 
 
 if __name__ == "__main__":

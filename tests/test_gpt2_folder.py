@@ -1,0 +1,324 @@
+"""GPT-2 from a local Hugging Face folder, offline: its byte-level BPE read into tiktoken with the
+same ids, the embedding grown for our two separators, the three scripts end to end on a tiny GPT-2
+folder written here, and the hand-written safetensors reader fuzzed with damaged files."""
+import functools
+import json
+import math
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nanorlhf.checkpoint import load_checkpoint
+from nanorlhf.data import write_jsonl
+from nanorlhf.model import WeightsError, _read_safetensors, from_pretrained_gpt2
+from nanorlhf.tokenizer import (EOT, PROMPT, RESPONSE, TokenizerError, bytes_to_unicode, encode, get_tokenizer,
+                                load_hf_bpe, train_bpe)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+PROMPTS = [f"Say hello to friend number {i}." for i in range(40)]
+TEXTS = [f"Hello friend {i}, nice to see you again today." for i in range(300)] + PROMPTS + ["Hello, friend!"]
+SAMPLES = ["Hello friend 12, nice to see you!", "  two  spaces\nand a newline\t tab", "naïve café — ünïcödé ✓ 😀",
+           "it's they'll we've 12345 $%^&*", ""]
+
+
+def merge_pair(ranks, tok):
+    """The two tokens whose merge made `tok`: BPE on its bytes with the ranks learned before it."""
+    parts, r = [bytes([b]) for b in tok], ranks[tok]
+    while len(parts) > 2:
+        i = min(range(len(parts) - 1), key=lambda i: ranks.get(parts[i] + parts[i + 1], r) if
+                ranks.get(parts[i] + parts[i + 1], r) < r else math.inf)
+        parts[i:i + 2] = [parts[i] + parts[i + 1]]
+    return parts
+
+
+def write_safetensors(path, tensors):
+    header, blobs, off = {}, [], 0
+    for name, t in tensors.items():
+        b = t.contiguous().numpy().tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def write_tiny_gpt2(folder, vocab_size=320, C=32, n_layer=2, n_head=2, n_positions=128, tokenizer_json=False):
+    """A Hugging Face GPT-2 folder: config.json, model.safetensors (random weights, HF names and
+    Conv1D layout) and a byte-level BPE trained on TEXTS as vocab.json + merges.txt (or tokenizer.json)."""
+    os.makedirs(folder, exist_ok=True)
+    ranks = train_bpe(TEXTS, vocab_size)
+    u = bytes_to_unicode()
+    spell = lambda b: "".join(u[x] for x in b)
+    vocab = {spell(t): r for t, r in ranks.items()}
+    vocab[EOT] = len(ranks)  # GPT-2: end-of-text is the last id
+    merges = [" ".join(spell(p) for p in merge_pair(ranks, t)) for t, _ in sorted(ranks.items(), key=lambda kv: kv[1])
+              if len(t) > 1]
+    if tokenizer_json:
+        spec = {"model": {"type": "BPE", "vocab": vocab, "merges": merges},
+                "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
+                "added_tokens": [{"id": len(ranks), "content": EOT, "special": True}]}
+        with open(os.path.join(folder, "tokenizer.json"), "w") as f:
+            json.dump(spec, f)
+    else:
+        with open(os.path.join(folder, "vocab.json"), "w") as f:
+            json.dump(vocab, f)
+        with open(os.path.join(folder, "merges.txt"), "w") as f:
+            f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
+    V = len(vocab)
+    cfg = {"model_type": "gpt2", "vocab_size": V, "n_positions": n_positions, "n_embd": C, "n_layer": n_layer,
+           "n_head": n_head, "architectures": ["GPT2LMHeadModel"], "bos_token_id": V - 1, "eos_token_id": V - 1}
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    g = torch.Generator().manual_seed(0)
+    shapes = {"wte.weight": (V, C), "wpe.weight": (n_positions, C), "ln_f.weight": (C,), "ln_f.bias": (C,)}
+    for i in range(n_layer):
+        p = f"h.{i}."
+        shapes.update({p + "ln_1.weight": (C,), p + "ln_1.bias": (C,), p + "ln_2.weight": (C,), p + "ln_2.bias": (C,),
+                       p + "attn.c_attn.weight": (C, 3 * C), p + "attn.c_attn.bias": (3 * C,),
+                       p + "attn.c_proj.weight": (C, C), p + "attn.c_proj.bias": (C,),
+                       p + "mlp.c_fc.weight": (C, 4 * C), p + "mlp.c_fc.bias": (4 * C,),
+                       p + "mlp.c_proj.weight": (4 * C, C), p + "mlp.c_proj.bias": (C,)})
+    sd = {k: (torch.randn(s, generator=g) * 0.1 + (1.0 if k.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")) else 0))
+          for k, s in shapes.items()}
+    write_safetensors(os.path.join(folder, "model.safetensors"), sd)
+    return ranks
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny-gpt2")
+    return d, write_tiny_gpt2(str(d))
+
+
+# -----------------------------------------------------------------------------
+# The tokenizer
+
+def test_folder_tokenizer_has_gpt2_ids_and_our_separators(gpt2_dir):
+    d, ranks = gpt2_dir
+    enc = get_tokenizer(str(d))
+    assert enc.name == str(d) and enc.eot_token == len(ranks)  # the folder's own <|endoftext|> id
+    assert [enc.encode_single_token(t) for t in (PROMPT, RESPONSE)] == [len(ranks) + 1, len(ranks) + 2]
+    assert enc.n_vocab == len(ranks) + 3
+    for text in SAMPLES:
+        ids = enc.encode_ordinary(text)
+        assert enc.decode(ids) == text
+        assert all(i == ranks[enc.decode_single_token_bytes(i)] for i in ids)  # ids are the vocab.json ids
+    assert enc.encode_ordinary(" friend") == [ranks[b" friend"]]  # merges apply
+
+
+def test_tokenizer_json_gives_the_same_encoding(gpt2_dir, tmp_path):
+    d, _ = gpt2_dir
+    write_tiny_gpt2(str(tmp_path), tokenizer_json=True)
+    a, b = get_tokenizer(str(d)), get_tokenizer(str(tmp_path))
+    for text in SAMPLES + [PROMPT + "Hi" + RESPONSE + "Hello" + EOT]:
+        assert encode(a, text) == encode(b, text)
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_encoding():  # built once: hypothesis cannot use a function-scoped fixture
+    folder = tempfile.mkdtemp()
+    write_tiny_gpt2(folder)
+    return load_hf_bpe(folder)
+
+
+@given(st.text(max_size=200))
+def test_folder_tokenizer_round_trips_any_text(text):
+    enc = tiny_encoding()
+    assert enc.decode(enc.encode_ordinary(text)) == text
+
+
+def test_broken_tokenizer_folders_are_clear_errors(gpt2_dir, tmp_path):
+    d, _ = gpt2_dir
+    with pytest.raises(TokenizerError, match="no tokenizer here"):
+        load_hf_bpe(str(tmp_path))
+    vocab = json.loads((d / "vocab.json").read_text())
+    merges = (d / "merges.txt").read_text().splitlines()
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "merges.txt").write_text("\n".join([merges[0], merges[2], merges[1]] + merges[3:]))
+    with pytest.raises(TokenizerError, match="ids must follow merge order"):
+        load_hf_bpe(str(tmp_path))
+    del vocab["Ġ"]
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    with pytest.raises(TokenizerError, match=r"byte 32 \('Ġ'\) is not in the vocabulary"):
+        load_hf_bpe(str(tmp_path))
+    with pytest.raises(TokenizerError, match="not found"):
+        get_tokenizer(str(tmp_path / "missing.tiktoken"))
+
+
+# -----------------------------------------------------------------------------
+# The model: the embedding grows for the separators, GPT-2's own ids are untouched
+
+def test_embedding_grows_by_the_mean_row_and_old_logits_are_unchanged(gpt2_dir):
+    d, ranks = gpt2_dir
+    V = len(ranks) + 1
+    plain = from_pretrained_gpt2(str(d)).eval()
+    model, enc, ckpt = load_checkpoint(str(d), kind="policy")
+    model.eval()
+    assert plain.config.vocab_size == V and model.config.vocab_size == enc.n_vocab == V + 2
+    wte = model.transformer.wte.weight
+    torch.testing.assert_close(wte[V:], wte[:V].mean(0, keepdim=True).expand(2, -1))
+    ids = torch.tensor([encode(enc, "Hello friend 3, nice to see you.")])
+    torch.testing.assert_close(model(ids)[..., :V], plain(ids), atol=1e-5, rtol=1e-5)
+    assert ckpt["tokenizer"] == str(d)
+
+
+def test_three_scripts_run_offline_on_a_gpt2_folder(gpt2_dir, tmp_path):
+    """train_sft --init DIR, train_rm, train_ppo at --quick size on user JSONL data: the folder's
+    tokenizer travels in the checkpoints (by path and fingerprint)."""
+    d, ranks = gpt2_dir
+    data = tmp_path / "data"
+    write_jsonl(data / "pretrain.jsonl", [{"text": t} for t in TEXTS[:300]])
+    write_jsonl(data / "demos.jsonl", [{"prompt": p, "response": "Hello, friend!"} for p in PROMPTS])
+    write_jsonl(data / "comparisons.jsonl", [{"prompt": p, "responses": ["Hello, friend!", "Go away.", "Hi."],
+                                              "ranking": [0, 2, 1]} for p in PROMPTS])
+    write_jsonl(data / "rl_prompts.jsonl", [{"prompt": p} for p in PROMPTS])
+    out = tmp_path / "out"
+    env = {**ENV, "HF_HUB_OFFLINE": "1", "no_proxy": "*", "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}
+
+    def run(script, *args):
+        p = subprocess.run([sys.executable, os.path.join(ROOT, script), "--quick", "--data", str(data), *args],
+                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+        assert p.returncode == 0, f"{script} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+        return p.stdout
+
+    run("train_sft.py", "--init", str(d), "--out", str(out / "sft"))
+    run("train_rm.py", "--sft", str(out / "sft/model.pt"), "--out", str(out / "rm"), "--batch-size", "4")
+    run("train_ppo.py", "--sft", str(out / "sft/model.pt"), "--rm", str(out / "rm/model.pt"), "--out", str(out / "ppo"))
+    for stage in ("sft", "rm", "ppo"):
+        ckpt = torch.load(out / stage / "model.pt", weights_only=True)
+        assert ckpt["tokenizer"] == str(d) and ckpt["config"]["vocab_size"] == len(ranks) + 3
+    assert json.loads((out / "sft/metrics.json").read_text())["n_params"] > 0
+
+
+# -----------------------------------------------------------------------------
+# Against Hugging Face's own implementations, where they are installed
+
+def test_same_ids_and_logits_as_transformers(gpt2_dir):
+    transformers = pytest.importorskip("transformers")
+    d, ranks = gpt2_dir
+    hf_tok = transformers.GPT2TokenizerFast(vocab_file=str(d / "vocab.json"), merges_file=str(d / "merges.txt"))
+    slow = transformers.GPT2Tokenizer(vocab_file=str(d / "vocab.json"), merges_file=str(d / "merges.txt"))
+    enc = get_tokenizer(str(d))
+    for text in SAMPLES + TEXTS[:20]:
+        assert enc.encode_ordinary(text) == hf_tok.encode(text) == slow.encode(text), text
+    hf = transformers.GPT2LMHeadModel.from_pretrained(str(d)).eval()
+    model, _, _ = load_checkpoint(str(d))
+    ids = torch.tensor([enc.encode_ordinary(" ".join(TEXTS[:5]))[:100]])
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(ids)[..., :len(ranks) + 1], hf(ids).logits, atol=1e-4, rtol=1e-4)
+
+
+# -----------------------------------------------------------------------------
+# The safetensors reader, fuzzed: every damaged file is a one-line WeightsError naming it
+
+def valid_file(path, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    write_safetensors(path, {"a": torch.randn(3, 4, generator=g), "b": torch.randn(5, generator=g),
+                             "empty": torch.zeros(0, 2)})
+
+
+def read_or_clear_error(path):
+    try:
+        return _read_safetensors(path)
+    except WeightsError as e:
+        msg = str(e)
+        assert msg.startswith(f"{path}: ") and "\n" not in msg, msg
+        return None
+
+
+def rewrite_header(path, edit):
+    raw = open(path, "rb").read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    edit(header)
+    h = json.dumps(header).encode()
+    open(path, "wb").write(struct.pack("<Q", len(h)) + h + raw[8 + n:])
+
+
+def test_valid_safetensors_round_trip(tmp_path):
+    p = tmp_path / "m.safetensors"
+    valid_file(p)
+    sd = _read_safetensors(str(p))
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(sd["a"], torch.randn(3, 4, generator=g)) and torch.equal(sd["b"], torch.randn(5, generator=g))
+    assert sd["empty"].shape == (0, 2)
+
+
+@settings(max_examples=300)
+@given(cut=st.integers(0, 400))
+def test_fuzz_truncated_file(tmp_path_factory, cut):
+    p = tmp_path_factory.mktemp("st") / "m.safetensors"
+    valid_file(p)
+    raw = open(p, "rb").read()
+    open(p, "wb").write(raw[:cut])
+    out = read_or_clear_error(str(p))
+    assert out is None or cut >= len(raw)
+
+
+@settings(max_examples=300)
+@given(n=st.one_of(st.integers(0, 400), st.integers(0, 2**64 - 1)))
+def test_fuzz_lying_header_length(tmp_path_factory, n):
+    p = tmp_path_factory.mktemp("st") / "m.safetensors"
+    valid_file(p)
+    raw = bytearray(open(p, "rb").read())
+    true_n = int.from_bytes(raw[:8], "little")
+    raw[:8] = struct.pack("<Q", n)
+    open(p, "wb").write(raw)
+    out = read_or_clear_error(str(p))  # a length of 2**63 must not be read, let alone allocated
+    assert out is None or n == true_n
+
+
+JSONISH = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8),
+                       lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+                       max_leaves=10)
+
+
+@settings(max_examples=400)
+@given(field=st.sampled_from(["dtype", "shape", "data_offsets", "meta"]), tensor=st.sampled_from(["a", "b", "empty"]),
+       value=st.one_of(JSONISH, st.sampled_from(["F32", "F16", "BF16", "I64", "U8", "BOOL", "F8_E4M3", "f32", "Q4"]),
+                       st.lists(st.integers(-3, 2**40), max_size=4)))
+def test_fuzz_header_fields(tmp_path_factory, field, tensor, value):
+    """Wrong dtype strings, shapes that disagree with the byte count, offsets out of range or of the
+    wrong type, a tensor entry that is not an object: loaded correctly or refused in one line."""
+    p = tmp_path_factory.mktemp("st") / "m.safetensors"
+    valid_file(p)
+
+    def edit(h):
+        if field == "meta":
+            h[tensor] = value
+        else:
+            h[tensor][field] = value
+    rewrite_header(p, edit)
+    out = read_or_clear_error(str(p))
+    if out is not None:  # accepted: then it is self-consistent
+        sizes = {"F32": 4, "F16": 2, "BF16": 2, "I64": 8, "U8": 1, "BOOL": 1}
+        for t in out.values():
+            assert t.numel() * t.element_size() <= os.path.getsize(p)
+        assert field != "meta" or isinstance(value, dict)
+        if field == "dtype":
+            assert value in sizes
+
+
+@settings(max_examples=200)
+@given(garbage=st.binary(max_size=300))
+def test_fuzz_random_bytes_after_a_length(tmp_path_factory, garbage):
+    p = tmp_path_factory.mktemp("st") / "m.safetensors"
+    open(p, "wb").write(struct.pack("<Q", len(garbage)) + garbage)
+    read_or_clear_error(str(p))
+
+
+def test_huge_shape_is_refused_without_allocating(tmp_path):
+    p = tmp_path / "m.safetensors"
+    valid_file(p)
+    rewrite_header(p, lambda h: h["a"].update(shape=[10**6, 10**6]))
+    with pytest.raises(WeightsError, match=r"'a': shape \[1000000, 1000000\] of F32 needs 4000000000000 bytes"):
+        _read_safetensors(str(p))
