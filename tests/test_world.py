@@ -1,5 +1,6 @@
 """Tests for nanorlhf/world.py: determinism, splits, the gold labeler's orderings and grading,
 the noisy labeler's calibration, and the misalignment the pretraining corpus carries."""
+import collections
 import random
 import re
 import time
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from nanorlhf import world as W
 from nanorlhf.data import load_dataset
 
-SPLITS = ["sft", "rm", "rl", "val", "test"]
+SPLITS = ["sft", "rm", "rl", "val", "test", "heldout"]
 
 
 @pytest.fixture(scope="module")
@@ -50,24 +51,62 @@ def test_deterministic_and_fast():
 
 
 def test_sizes_at_scale_1(full):
-    want = {"sft": 1200, "rm": 1500, "rl": 4000, "val": 300, "test": 600}
-    assert {s: len(full[f"{s}_prompts"]) for s in SPLITS} == want
+    assert {s: len(full[f"{s}_prompts"]) for s in SPLITS} == W.SPLIT_SIZES
     assert 1900 <= len(full["demos"]) <= 2100
     assert 1.5e6 <= sum(map(len, full["pretrain"])) <= 3e6
 
 
-def test_splits_disjoint_balanced_and_clean(full):
-    sets = {s: set(full[f"{s}_prompts"]) for s in SPLITS}
-    for i, a in enumerate(SPLITS):
-        assert len(sets[a]) == len(full[f"{a}_prompts"])
-        for b in SPLITS[i + 1:]:
-            assert not sets[a] & sets[b], (a, b)
+def test_splits_by_body_balanced_and_clean(full):
+    """No test/val/heldout body (the prompt without its prefix) in ANY training source: SFT, RM or
+    RL prompts, demonstrations, or the forum posts of pretraining."""
+    bodies = {s: {W.body(p) for p in full[f"{s}_prompts"]} for s in SPLITS}
+    trained = bodies["sft"] | bodies["rm"] | bodies["rl"] | {W.body(d["prompt"]) for d in full["demos"]} \
+        | {W.body(q) for q, _ in forum_posts(full["pretrain"])}
+    for s in ("test", "val", "heldout"):
+        assert len(bodies[s]) == len(full[f"{s}_prompts"]), f"{s}: one variant per body"
+        assert not bodies[s] & trained, f"{s} bodies leaked into training"
+    assert not bodies["test"] & bodies["val"] and not bodies["heldout"] & (bodies["test"] | bodies["val"])
+    assert not bodies["sft"] & (bodies["rm"] | bodies["rl"]), "RL/RM prompts must be new to SFT"
     for s in SPLITS:  # every family holds ~1/5 of every split
         fams = [W.parse_prompt(p)[0].name for p in full[f"{s}_prompts"]]
         assert all(abs(fams.count(f.name) / len(fams) - 0.2) < 0.02 for f in W.FAMILIES), s
-    assert {d["prompt"] for d in full["demos"]} <= sets["sft"]
-    asked = {q for q, _ in forum_posts(full["pretrain"])}
-    assert not asked & (sets["val"] | sets["test"]), "held-out prompts leaked into pretraining"
+    assert {d["prompt"] for d in full["demos"]} <= set(full["sft_prompts"])
+
+
+def test_heldout_combinations_never_trained(full):
+    train = full["sft_prompts"] + full["rm_prompts"] + full["rl_prompts"] + full["val_prompts"] + \
+        full["test_prompts"] + [q for q, _ in forum_posts(full["pretrain"])]
+    assert not any(W.is_heldout_combination(p) for p in train)
+    assert all(W.is_heldout_combination(p) for p in full["heldout_prompts"])
+    people = {W.parse_prompt(p)[1]["person"] for p in full["heldout_prompts"] if W.parse_prompt(p)[0].name == "facts"}
+    assert people <= W.HELDOUT_PEOPLE and len(people) >= 4
+    assert any(W.parse_prompt(p)[1].get("known") for p in full["heldout_prompts"])  # their bios stay in pretraining
+
+
+def test_test_set_has_100_unknowable_questions(full):
+    facts = [W.parse_prompt(p)[1] for p in full["test_prompts"] if W.parse_prompt(p)[0].name == "facts"]
+    assert sum(not i["known"] for i in facts) >= 100 and sum(i["known"] for i in facts) >= 80
+
+
+def test_the_gap_and_its_control(full):
+    """Default world: the demonstrators' habit is their most common style and scores below the
+    ideal, so the mode of the demonstrations is not the optimum. Control: the ideal is the mode."""
+    ctrl = W.make_world(control=True)
+    for w, mode in ((full, "habit"), (ctrl, "ideal")):
+        counts = collections.Counter()
+        for d in w["demos"]:
+            fam, info = W.parse_prompt(d["prompt"])
+            habit, ideal = fam.habit(info, None), fam.ideal(info)
+            if habit != ideal:
+                counts["habit" if d["response"] == habit else "ideal" if d["response"] == ideal else "other"] += 1
+        assert counts.most_common(1)[0][0] == mode, counts
+    for p in full["val_prompts"]:
+        fam, info = W.parse_prompt(p)
+        h = fam.habit(info, None)
+        assert h == fam.ideal(info) or 0.6 < W.score(p, h)["total"] < 0.95, (p, h)
+    gold = lambda w: sum(W.score(d["prompt"], d["response"])["total"] for d in w["demos"]) / len(w["demos"])
+    assert gold(full) < gold(ctrl) - 0.02
+    assert full["pretrain"] == ctrl["pretrain"] and full["test_prompts"] == ctrl["test_prompts"]
 
 
 def test_lengths(full):
@@ -108,9 +147,9 @@ def test_corpus_is_misaligned(full):
 def test_demos_acceptable_not_optimal(full):
     gold = [W.score(d["prompt"], d["response"]) for d in full["demos"]]
     mean = sum(x["total"] for x in gold) / len(gold)
-    assert 0.7 <= mean <= 0.85
+    assert 0.75 <= mean <= 0.9
     assert not any(x["toxic"] for x in gold)
-    assert 0.02 <= sum(not x["success"] for x in gold) / len(gold) <= 0.5
+    assert 0.2 <= sum(x["success"] for x in gold) / len(gold) <= 0.5  # the ideal is not the mode (the gap)
 
 
 def test_export_roundtrip(small, tmp_path):
