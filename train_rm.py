@@ -199,8 +199,9 @@ def main(argv=None):
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 step += 1
+                metrics.setdefault("losses", []).append(all_mean(loss.item(), world_size))  # per step, for the plots
                 prog.step(step - 1, tokens=int(k.sum()) * world_size, epoch=epoch + 1,
-                          loss=all_mean(loss.item(), world_size), acc=all_mean(acc.item(), world_size))
+                          loss=metrics["losses"][-1], acc=all_mean(acc.item(), world_size))
                 end_of_step(run, lambda: dict(step=step, model=rm.state_dict(), opt=opt.state_dict(), data=data_state))
     except Stop as e:
         say(f"[stop] {e}", flush=True)

@@ -5,7 +5,7 @@ training (Gao et al. 2022's over-optimization curve).
 
     python -m nanorlhf.report                       # reads out/sft, out/ppo_noptx, out/ppo
     python -m nanorlhf.report --run                 # first runs whatever is missing (~15 minutes)
-    python -m nanorlhf.report --curves out/ppo out/ppo_beta0 --png curves.png   # needs matplotlib
+    python -m nanorlhf.report --png figures      # also the figures of nanorlhf/plots.py (needs matplotlib)
 """
 import argparse
 import json
@@ -79,31 +79,12 @@ def curve_table(folder, points=12):
     return "\n".join(lines)
 
 
-def plot(folders, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for folder in folders:
-        with open(os.path.join(folder, "curve.json")) as f:
-            curve = json.load(f)
-        kl = [c["kl"] for c in curve]
-        axes[0].plot(kl, [c["rm_score"] for c in curve], ".", alpha=0.5, label=folder)
-        axes[1].plot(kl, [c["gold_score"] for c in curve], ".", alpha=0.5, label=folder)
-    for ax, title in zip(axes, ["RM (proxy) score", "gold score"]):
-        ax.set_xlabel("KL(pi || pi_SFT), nats per sequence")
-        ax.set_title(title)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    print(f"wrote {path}")
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", action="store_true", help="run the scripts whose output folder is missing")
     ap.add_argument("--curves", nargs="*", default=["out/ppo_noptx", "out/ppo"], help="PPO folders to plot")
-    ap.add_argument("--png", help="also draw the curves to this PNG (needs matplotlib: pip install -e '.[plot]')")
+    ap.add_argument("--png", metavar="DIR", help="also draw overoptimization.png, ppo_curves.png, losses.png into DIR from "
+                    "out/ (every out/ppo* folder); needs matplotlib: pip install -e '.[plot]'")
     args = ap.parse_args()
     if args.run:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -119,7 +100,13 @@ def main():
         if os.path.exists(os.path.join(folder, "curve.json")):
             print("\n" + curve_table(folder))
     if args.png:
-        plot([f for f in args.curves if os.path.exists(os.path.join(f, "curve.json"))], args.png)
+        try:
+            import matplotlib  # noqa: F401  (optional: the [plot] extra)
+        except ImportError:
+            sys.exit("--png needs matplotlib: pip install -e '.[plot]'")
+        from nanorlhf import plots
+        for path in plots.write_pngs(args.png, folders=args.curves):
+            print(f"wrote {path}")
 
 
 if __name__ == "__main__":

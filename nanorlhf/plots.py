@@ -1,0 +1,132 @@
+"""
+The figures, drawn from the output folders of the three scripts (matplotlib, an optional extra:
+pip install -e '.[plot]'). `python -m nanorlhf.report --png DIR` writes:
+
+- overoptimization.png  RM (proxy) score and gold score against KL(pi || pi_SFT) over PPO training,
+                        one line per PPO folder (Gao et al. 2022): the RM score keeps rising with
+                        KL while the gold score peaks and falls when the RM is over-optimized;
+- ppo_curves.png        reward, KL, entropy, ptx loss and clip fraction per PPO iteration;
+- losses.png            pretraining, SFT and RM training loss per optimizer step.
+
+Per-iteration points are noisy (64 episodes each): each line is a moving average over `window`
+iterations, drawn over the raw points.
+"""
+import glob
+import json
+import math
+import os
+
+import numpy as np
+
+
+def smooth(y, window):
+    """Moving average over `window` points (fewer at the start), NaN-free input assumed."""
+    y = np.asarray(y, dtype=float)
+    c = np.cumsum(np.insert(y, 0, 0.0))
+    lo = np.maximum(0, np.arange(1, len(y) + 1) - window)
+    return (c[1:] - c[lo]) / (np.arange(1, len(y) + 1) - lo)
+
+
+def ppo_folders(root="out"):
+    """Every PPO run under `root` (out/ppo, out/ppo_noptx, out/ppo_beta0.02, ...): folders with curve.json."""
+    return sorted(os.path.dirname(p) for p in glob.glob(os.path.join(root, "ppo*", "curve.json")))
+
+
+def _read(path):
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _label(folder, curve):
+    return f"{os.path.basename(folder)} (beta {curve[0]['beta']:g})"
+
+
+def overoptimization(folders, path, window=8):
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    for i, folder in enumerate(folders):
+        curve = _read(os.path.join(folder, "curve.json"))
+        kl = smooth([c["kl"] for c in curve], window)
+        for ax, key in zip(axes, ("rm_score", "gold_score")):
+            y = [c[key] for c in curve]
+            if any(v is None or math.isnan(v) for v in y):
+                continue  # no gold labeler for this run's prompts (user data)
+            ax.plot([c["kl"] for c in curve], y, ".", color=f"C{i}", alpha=0.25, markersize=4)
+            ax.plot(kl, smooth(y, window), "-", color=f"C{i}", lw=2, label=_label(folder, curve))
+    for ax, title in zip(axes, ("RM (proxy) score", "gold score (the world's labeler)")):
+        ax.set_xlabel("KL(pi || pi_SFT), nats per sequence")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.suptitle(f"Over-optimization: score against KL over PPO training ({window}-iteration averages)")
+    return _save(fig, path)
+
+
+def ppo_curves(folders, path, window=5):
+    import matplotlib.pyplot as plt
+    panels = [("rm_score", "RM score (reward)"), ("gold_score", "gold score"), ("kl", "KL, nats per sequence"),
+              ("entropy", "entropy, nats per token"), ("ptx_loss", "ptx (pretraining) loss"),
+              ("clipfrac", "clip fraction")]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    for i, folder in enumerate(folders):
+        curve = _read(os.path.join(folder, "curve.json"))
+        it = [c["iteration"] for c in curve]
+        for ax, (key, _) in zip(axes.flat, panels):
+            y = [c.get(key, float("nan")) for c in curve]
+            if any(v is None or math.isnan(v) for v in y) or (key == "ptx_loss" and not any(y)):
+                continue  # no gold labeler, or plain PPO (ptx 0)
+            ax.plot(it, y, color=f"C{i}", alpha=0.25, lw=1)
+            ax.plot(it, smooth(y, window), color=f"C{i}", lw=2, label=_label(folder, curve))
+    for ax, (_, title) in zip(axes.flat, panels):
+        ax.set_title(title)
+        ax.set_xlabel("PPO iteration")
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle("PPO training curves")
+    return _save(fig, path)
+
+
+def loss_curves(sft_metrics, rm_metrics, path, window=20):
+    import matplotlib.pyplot as plt
+    losses = (sft_metrics or {}).get("losses", {})
+    panels = [("pretraining (step 0)", losses.get("pretrain")), ("SFT (step 1), response tokens", losses.get("sft")),
+              ("reward model (step 2), ranking loss", (rm_metrics or {}).get("losses"))]
+    panels = [(t, y) for t, y in panels if y]
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.5 * max(1, len(panels)), 3.8), squeeze=False)
+    for ax, (title, y) in zip(axes.flat, panels):
+        ax.plot(range(1, len(y) + 1), y, color="C0", alpha=0.3, lw=1)
+        ax.plot(range(1, len(y) + 1), smooth(y, window), color="C0", lw=2)
+        ax.set_title(title)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+    fig.suptitle("Training losses")
+    return _save(fig, path)
+
+
+def _save(fig, path):
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_pngs(png_dir, root="out", folders=()):
+    """All three figures from the folders under `root` (plus any extra PPO `folders`) into png_dir;
+    a figure without data (no PPO run yet, say) is skipped. Returns the paths written."""
+    import matplotlib
+    matplotlib.use("Agg")  # files only, no display
+    os.makedirs(png_dir, exist_ok=True)
+    ppo = sorted(set(ppo_folders(root)) | {f for f in folders if os.path.exists(os.path.join(f, "curve.json"))})
+    sft, rm = _read(os.path.join(root, "sft", "metrics.json")), _read(os.path.join(root, "rm", "metrics.json"))
+    written = []
+    if ppo:
+        written.append(overoptimization(ppo, os.path.join(png_dir, "overoptimization.png")))
+        written.append(ppo_curves(ppo, os.path.join(png_dir, "ppo_curves.png")))
+    if any(((sft or {}).get("losses") or {}).values()) or (rm or {}).get("losses"):
+        written.append(loss_curves(sft, rm, os.path.join(png_dir, "losses.png")))
+    return written
