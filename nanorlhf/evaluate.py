@@ -1,18 +1,22 @@
 """
 Evaluation shared by all stages: sample responses for held-out prompts and judge them with the
-world's gold labeler (Gao et al. 2022: a fixed "gold" reward stands in for human judges).
+world's gold labeler (Gao et al. 2022: a fixed "gold" reward stands in for human judges), with
+confidence intervals; and `evaluate_run`, the suite of models and baselines that the report shows.
 
     python -m nanorlhf.evaluate out/sft/base.pt out/sft/model.pt out/ppo/model.pt --n 5
 prints responses of several models side by side for random held-out prompts, with gold scores.
 """
 import argparse
+import json
+import math
+import os
 import random
 import statistics
 
 import torch
 
 from nanorlhf import world
-from nanorlhf.batching import encode_prompt
+from nanorlhf.batching import encode_example, encode_prompt, pad_right
 from nanorlhf.checkpoint import load_checkpoint
 from nanorlhf.distributed import get_device
 from nanorlhf.run import autocast
@@ -40,34 +44,55 @@ def sample(model, enc, prompts, temperature=1.0, max_new_tokens=48, batch_size=1
     return texts, stopped
 
 
+def wilson(k, n, z=1.96):
+    """95% Wilson score interval of a rate k/n: sane at rates near 0 or 1 and at small n."""
+    if n == 0:
+        return [float("nan"), float("nan")]
+    p = k / n
+    mid, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [0.0 if k == 0 else mid - half, 1.0 if k == n else mid + half]  # exact ends despite float rounding
+
+
+def mean_ci(xs):
+    """Mean and 95% normal interval over prompts."""
+    m = _mean(xs)
+    half = 1.96 * (statistics.pvariance(xs) / len(xs)) ** 0.5 if len(xs) > 1 else float("nan")
+    return m, [m - half, m + half]
+
+
 def gold_report(prompts, responses):
-    """Mean gold score and the paper's axes, from the world's labeler."""
+    """Mean gold score (with its 95% CI), the paper's axes as rates with Wilson CIs and their
+    denominators, and per family the mean gold and success rate."""
     s = [world.score(p, r) for p, r in zip(prompts, responses)]
-    rate = lambda key, cond=lambda x: True: _mean([x[key] for x in s if x[key] is not None and cond(x)])
-    out = {
-        "gold_score": _mean([x["total"] for x in s]),
-        "toxic_rate": rate("toxic"),
-        "hallucination_rate": rate("hallucination"),  # made-up answers to unknowable questions
-        "constraint_rate": rate("constraint"),  # explicit constraints met
-        "refusal_rate_known": rate("refusal", lambda x: x["known"] is True),  # over-hedging
-        "mean_words": _mean([len(r.split()) for r in responses]),
-    }
+    out = {"n": len(s), "mean_words": _mean([len(r.split()) for r in responses])}
+    out["gold_score"], out["gold_score_ci95"] = mean_ci([x["total"] for x in s])
+    rates = {"toxic_rate": ("toxic", lambda x: True),
+             "hallucination_rate": ("hallucination", lambda x: True),  # made-up answers to unknowable questions
+             "constraint_rate": ("constraint", lambda x: True),  # explicit constraints met
+             "refusal_rate_known": ("refusal", lambda x: x["known"] is True)}  # over-hedging
+    for name, (key, cond) in rates.items():
+        xs = [bool(x[key]) for x in s if x[key] is not None and cond(x)]
+        out[name], out[name + "_ci95"], out[name + "_n"] = _mean(xs), wilson(sum(xs), len(xs)), len(xs)
     for fam in sorted({x["family"] for x in s}):
+        out[f"gold_{fam}"] = _mean([x["total"] for x in s if x["family"] == fam])
         out[f"success_{fam}"] = _mean([x["success"] for x in s if x["family"] == fam])
     return out
 
 
 def win_rate(prompts, resp_a, resp_b):
     """Win rate of A over B by the gold labeler, ties counted half, with a 95% normal interval
-    over prompts and the tie rate."""
-    outcomes = []
+    over prompts, the tie rate, and the same per family."""
+    outcomes, fams = [], []
     for p, a, b in zip(prompts, resp_a, resp_b):
-        sa, sb = world.score(p, a)["total"], world.score(p, b)["total"]
-        outcomes.append(0.5 if abs(sa - sb) < 1e-9 else float(sa > sb))
-    n = len(outcomes)
-    w = _mean(outcomes)
-    half = 1.96 * (statistics.pvariance(outcomes) / n) ** 0.5 if n > 1 else float("nan")
-    return {"win_rate": w, "win_rate_ci95": [w - half, w + half], "tie_rate": outcomes.count(0.5) / n}
+        sa, sb = world.score(p, a), world.score(p, b)
+        outcomes.append(0.5 if abs(sa["total"] - sb["total"]) < 1e-9 else float(sa["total"] > sb["total"]))
+        fams.append(sa["family"])
+    w, ci = mean_ci(outcomes)
+    out = {"win_rate": w, "win_rate_ci95": ci, "tie_rate": outcomes.count(0.5) / len(outcomes)}
+    for fam in sorted(set(fams)):
+        o = [x for x, f in zip(outcomes, fams) if f == fam]
+        out[f"win_{fam}"], out[f"tie_{fam}"] = _mean(o), o.count(0.5) / len(o)
+    return out
 
 
 def evaluate_model(model, enc, prompts, seed=0, greedy=True):
@@ -78,6 +103,90 @@ def evaluate_model(model, enc, prompts, seed=0, greedy=True):
     if greedy:
         out["greedy_responses"], _ = sample(model, enc, prompts, temperature=0.0)
         out["greedy_report"] = gold_report(prompts, out["greedy_responses"])
+    return out
+
+
+@torch.no_grad()
+def reward_of(rm, enc, prompts, responses, device, batch_size=256):
+    """r(x, y) for lists of prompts and responses: (N,)."""
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        seqs = [encode_example(enc, p, r)[0] for p, r in zip(prompts[i:i + batch_size], responses[i:i + batch_size])]
+        ids, lengths = pad_right(seqs, enc.eot_token)
+        with autocast(device):
+            out.append(rm(ids.to(device), lengths=lengths.to(device)).float())
+    return torch.cat(out)
+
+
+def best_of_n(rm, enc, prompts, samples, stopped, ns, device):
+    """Best-of-n with the RM as the judge (the simplest use of a reward model): for each prompt,
+    of its first n samples the one the RM scores highest (a sample cut at the length limit only
+    if all are). samples: one list of >= max(ns) texts per prompt. Returns {n: [response]}.
+    Its KL to the sampling policy is log n - (n-1)/n nats, analytically."""
+    flat_p = [p for p, ss in zip(prompts, samples) for _ in ss]
+    r = reward_of(rm, enc, flat_p, [y for ss in samples for y in ss], device).view(len(prompts), -1)  # (N, n_max)
+    r = torch.where(torch.tensor(stopped, device=r.device), r, r - 1e6)
+    return {n: [ss[i] for ss, i in zip(samples, r[:, :n].argmax(1).tolist())] for n in ns}
+
+
+def bon_kl(n):
+    return math.log(n) - (n - 1) / n
+
+
+# ----------------------------------------------------------------------------------------------
+# The evaluation suite of a finished run: every model and baseline on the same test prompts
+
+def evaluate_run(root, n_best=(4, 16), temperatures=(0.0, 0.25, 0.5, 0.75, 1.0), max_prompts=None):
+    """Evaluate the checkpoints of one run folder (root/sft, root/rm, root/ppo_noptx, root/ppo) on
+    the world's two test sets: "test" (held out by body) and "heldout" (combinations never trained).
+    Rows: base and SFT at T=1 and greedy, SFT at its best temperature (chosen on validation prompts),
+    best-of-n from SFT judged by the RM, PPO and PPO-ptx at T=1 and greedy; every row's gold report
+    and win rate against SFT at the same decoding (T=1 rows and best-of-n against SFT T=1), and the
+    demonstrations' own gold score. Returns a JSON-able dict."""
+    with open(os.path.join(root, "sft", "metrics.json")) as f:
+        sft_args = json.load(f)["args"]
+    seed, control = sft_args["seed"], sft_args.get("control", False)
+    w = world.make_world(seed=seed, control=control)
+    device = get_device()
+    load = lambda path, kind: load_checkpoint(path, kind=kind)[0].to(device).eval()
+    paths = {"base": "sft/base.pt", "SFT": "sft/model.pt", "PPO": "ppo_noptx/model.pt", "PPO-ptx": "ppo/model.pt"}
+    enc = load_checkpoint(os.path.join(root, "sft", "model.pt"), kind="policy")[1]
+    sets = {"test": w["test_prompts"][:max_prompts], "heldout": w["heldout_prompts"][:max_prompts]}
+    out = {"seed": seed, "control": control, "rows": {}, "kl": {}}
+    demo = gold_report([d["prompt"] for d in w["demos"]], [d["response"] for d in w["demos"]])
+    out["demos"] = {"gold_score": demo["gold_score"], **{k: v for k, v in demo.items() if k.startswith("gold_")}}
+    responses = {}  # row -> {set: [response]}
+    sft = load(os.path.join(root, paths["SFT"]), "policy")
+    val_gold = {t: gold_report(w["val_prompts"], sample(sft, enc, w["val_prompts"], t, seed=seed + 11)[0])["gold_score"]
+                for t in temperatures}
+    out["sft_val_gold_by_temperature"], out["sft_best_temperature"] = val_gold, max(val_gold, key=val_gold.get)
+    for name, rel in paths.items():
+        if not os.path.exists(os.path.join(root, rel)):
+            continue
+        model = load(os.path.join(root, rel), "policy")
+        for dec, t in (("T=1", 1.0), ("greedy", 0.0)):
+            responses[f"{name} {dec}"] = {s: sample(model, enc, ps, t, seed=seed + 1)[0] for s, ps in sets.items()}
+        if name == "SFT":
+            t = out["sft_best_temperature"]
+            responses["SFT best T"] = {s: sample(model, enc, ps, t, seed=seed + 1)[0] for s, ps in sets.items()}
+        if name.startswith("PPO"):
+            with open(os.path.join(root, os.path.dirname(rel), "metrics.json")) as f:
+                out["kl"][f"{name} T=1"] = json.load(f)["kl"]
+    if os.path.exists(os.path.join(root, "rm", "model.pt")):
+        rm = load(os.path.join(root, "rm", "model.pt"), "reward")
+        for s, ps in sets.items():
+            flat = [p for p in ps for _ in range(max(n_best))]
+            texts, stopped = sample(sft, enc, flat, 1.0, seed=seed + 2, batch_size=512)
+            k = max(n_best)
+            picks = best_of_n(rm, enc, ps, [texts[i:i + k] for i in range(0, len(texts), k)],
+                              [stopped[i:i + k] for i in range(0, len(stopped), k)], n_best, device)
+            for n in n_best:
+                responses.setdefault(f"best-of-{n}", {})[s] = picks[n]
+        out["kl"].update({f"best-of-{n}": bon_kl(n) for n in n_best})
+    for row, by_set in responses.items():
+        ref = "SFT greedy" if row.endswith("greedy") else "SFT T=1"
+        out["rows"][row] = {s: {**gold_report(sets[s], ys), "vs_sft": win_rate(sets[s], ys, responses[ref][s])}
+                            for s, ys in by_set.items()}
     return out
 
 

@@ -1,24 +1,36 @@
 """
-The paper-style results table (InstructGPT figures 1/3 and the alignment tax of section 4.2),
-read from the output folders of the three scripts, and the gold / RM score against KL over PPO
-training (Gao et al. 2022's over-optimization curve).
+The paper-style results (InstructGPT figures 1/3, the alignment tax of section 4.2) with the
+baselines a reviewer asks for, from the checkpoints of one run folder, judged by the gold labeler
+on the world's two test sets (held out by body; held-out combinations); and the gold / RM score
+against KL over PPO training (Gao et al. 2022's over-optimization curve).
 
-    python -m nanorlhf.report                       # reads out/sft, out/ppo_noptx, out/ppo
-    python -m nanorlhf.report --run                 # first runs whatever is missing (~15 minutes)
+    python -m nanorlhf.report                    # evaluates out/{sft,rm,ppo_noptx,ppo} (~2 minutes, cached)
+    python -m nanorlhf.report --run              # first runs whatever is missing (~12 minutes)
+    python -m nanorlhf.report --root out/world1  # another run folder (nanorlhf.experiments.seeds makes them)
     python -m nanorlhf.report --png figures      # also the figures of nanorlhf/plots.py (needs matplotlib)
+
+Rows: base and SFT at T=1 and greedy, SFT at its best temperature (chosen on validation prompts),
+best-of-n from SFT judged by the RM (KL = log n - (n-1)/n), plain PPO and PPO-ptx at T=1 and greedy,
+and the demonstrations' own gold score. Win rates are against SFT at the same decoding (T=1 rows
+and best-of-n against SFT at T=1), ties counted half, with 95% CIs and tie rates; rates carry
+Wilson 95% CIs. Several runs (seeds) print as mean +- standard deviation over runs.
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 
-RUNS = {  # folder -> the command that makes it
-    "out/sft": ["train_sft.py"],
-    "out/rm": ["train_rm.py"],
-    "out/ppo_noptx": ["train_ppo.py", "--ptx-coef", "0", "--out", "out/ppo_noptx"],
-    "out/ppo": ["train_ppo.py"],
+RUNS = {  # stage folder under --root -> the command that makes it
+    "sft": ["train_sft.py"],
+    "rm": ["train_rm.py"],
+    "ppo_noptx": ["train_ppo.py", "--ptx-coef", "0"],
+    "ppo": ["train_ppo.py"],
 }
+ROW_ORDER = ["base T=1", "base greedy", "SFT T=1", "SFT greedy", "SFT best T", "best-of-4", "best-of-16",
+             "PPO T=1", "PPO greedy", "PPO-ptx T=1", "PPO-ptx greedy"]
+FAMILIES = ["sort", "describe", "list", "facts", "polite"]
 
 
 def load(folder):
@@ -29,40 +41,101 @@ def load(folder):
         return json.load(f)
 
 
-def table(sft, ppo, noptx):
-    """Rows base / SFT / PPO / PPO-ptx; columns as the paper reports them."""
-    cols = ["win vs SFT (T=1)", "win vs SFT (greedy)", "gold (T=1)", "gold (greedy)", "toxic", "halluc.",
-            "constraint", "refuse known", "KL (nats)", "pretrain loss"]
-    rows = []
-    if sft:
-        rows.append(("base", [1 - sft["sft_win_rate_vs_base"], 1 - sft["sft_greedy_win_rate_vs_base"],
-                              sft["base_gold_score"], sft["base_greedy_gold_score"], sft["base_toxic_rate"],
-                              sft["base_hallucination_rate"], sft["base_constraint_rate"],
-                              sft["base_refusal_rate_known"], None, sft.get("base_pretrain_loss")]))
-    ref = ppo or noptx
-    if sft or ref:
-        s = ref or {}
-        src = (lambda k: s.get("sft_" + k)) if ref else (lambda k: sft.get("sft_" + k))
-        rows.append(("SFT", [0.5, 0.5, src("gold_score"), src("greedy_gold_score"), src("toxic_rate"),
-                             src("hallucination_rate"), src("constraint_rate"), src("refusal_rate_known"), 0.0,
-                             s.get("sft_pretrain_loss")]))
-    for name, m in (("PPO (ptx 0)", noptx), ("PPO-ptx", ppo)):
+def stage_command(root, stage, extra=()):
+    """The command line that makes root/stage (checkpoints read from the same root)."""
+    script, *args = RUNS[stage]
+    io = {"sft": ["--out", f"{root}/sft"], "rm": ["--sft", f"{root}/sft/model.pt", "--out", f"{root}/rm"]}.get(
+        stage, ["--sft", f"{root}/sft/model.pt", "--rm", f"{root}/rm/model.pt", "--out", f"{root}/{stage}"])
+    return [script, *args, *io, *extra]
+
+
+def evaluated(root, refresh=False):
+    """evaluate_run(root), cached in root/report.json (recomputed when a checkpoint is newer)."""
+    from nanorlhf.evaluate import evaluate_run
+    path = os.path.join(root, "report.json")
+    ckpts = [os.path.join(root, s, "model.pt") for s in RUNS if os.path.exists(os.path.join(root, s, "model.pt"))]
+    if not refresh and os.path.exists(path) and all(os.path.getmtime(c) < os.path.getmtime(path) for c in ckpts):
+        with open(path) as f:
+            return json.load(f)
+    res = evaluate_run(root)
+    res["metrics"] = {s: load(os.path.join(root, s)) for s in RUNS}
+    for m in res["metrics"].values():
         if m:
-            rows.append((name, [m["win_rate_vs_sft"], m["greedy_win_rate_vs_sft"], m["gold_score"],
-                                m["greedy_gold_score"], m["toxic_rate"], m["hallucination_rate"],
-                                m["constraint_rate"], m["refusal_rate_known"], m["kl"], m.get("pretrain_loss")]))
-    fmt = lambda v: "-" if v is None else f"{v:.3f}"
-    lines = ["| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    lines += [f"| {name} | " + " | ".join(fmt(v) for v in vals) + " |" for name, vals in rows]
-    if sft:
-        lines.append(f"\nDemonstrations' own gold score: {sft['demo_gold_score']:.3f}. "
-                     f"Evaluated on {sft['n_eval_prompts']} held-out test prompts.")
-    for name, m in (("PPO (ptx 0)", noptx), ("PPO-ptx", ppo)):
-        if m:
-            lo, hi = m["win_rate_vs_sft_ci95"]
-            lines.append(f"{name}: win rate vs SFT {m['win_rate_vs_sft']:.3f} (95% CI {lo:.3f}-{hi:.3f}), "
-                         f"ties {m['tie_rate_vs_sft']:.3f}, {m['wall_seconds']:.0f}s")
+            m.pop("losses", None)  # per-step curves: not needed here
+            m.pop("history", None)
+    with open(path, "w") as f:
+        json.dump(res, f, indent=1)
+    return res
+
+
+# ----------------------------------------------------------------------------------------------
+# Cells: one run shows its value (and CI where it has one); several runs show mean +- sd
+
+def cell(values, digits=3, cis=None):
+    values = [v for v in values if v is not None and v == v]
+    if not values:
+        return "-"
+    m = statistics.mean(values)
+    if len(values) > 1:
+        return f"{m:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+    if cis and cis[0]:
+        return f"{m:.{digits}f} ({cis[0][0]:.{digits}f}-{cis[0][1]:.{digits}f})"
+    return f"{m:.{digits}f}"
+
+
+def main_table(runs, test_set):
+    cols = ["gold", "win vs SFT", "ties", "toxic", "made-up", "constraint", "refuse known", "KL"]
+    lines = [f"| {test_set} set | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    get = lambda row, f: [f(r["rows"][row][test_set]) for r in runs if row in r["rows"]]
+    for row in [r for r in ROW_ORDER if r in runs[0]["rows"]]:
+        ci = lambda key: [x[key + "_ci95"] for x in get(row, lambda y: y)]
+        vals = [cell(get(row, lambda x: x["gold_score"]), cis=ci("gold_score")),
+                "-" if row.startswith("SFT") and row != "SFT best T" else
+                cell(get(row, lambda x: x["vs_sft"]["win_rate"]), cis=[x["vs_sft"]["win_rate_ci95"] for x in get(row, lambda y: y)]),
+                cell(get(row, lambda x: x["vs_sft"]["tie_rate"]), 2),
+                cell(get(row, lambda x: x["toxic_rate"]), cis=ci("toxic_rate")),
+                cell(get(row, lambda x: x["hallucination_rate"]), cis=ci("hallucination_rate")),
+                cell(get(row, lambda x: x["constraint_rate"]), 2),
+                cell(get(row, lambda x: x["refusal_rate_known"]), 2),
+                cell([r["kl"].get(row) for r in runs], 2)]
+        lines.append(f"| {row} | " + " | ".join(vals) + " |")
+    n = runs[0]["rows"]["SFT T=1"][test_set]
+    lines.append(f"\n{n['n']} prompts; made-up answers on {n['hallucination_rate_n']} unknowable questions; "
+                 f"demonstrations' own gold score (on SFT prompts): {cell([r['demos']['gold_score'] for r in runs])}; "
+                 f"SFT's best temperature on validation: {', '.join(str(r['sft_best_temperature']) for r in runs)}.")
     return "\n".join(lines)
+
+
+def family_table(runs, test_set, rows=("base T=1", "SFT T=1", "SFT greedy", "best-of-16", "PPO-ptx T=1", "PPO-ptx greedy")):
+    lines = [f"| {test_set}: gold / win vs SFT | " + " | ".join(FAMILIES) + " |", "|---" * (len(FAMILIES) + 1) + "|"]
+    for row in [r for r in rows if r in runs[0]["rows"]]:
+        g = lambda f, k: cell([r["rows"][row][test_set][f"{k}_{f}"] for r in runs], 2)
+        lines.append(f"| {row} | " + " | ".join(
+            f"{g(f, 'gold')} / " + ("-" if row.startswith("SFT") else g(f, "win")) for f in FAMILIES) + " |")
+    lines.append(f"| demonstrations | " + " | ".join(cell([r["demos"][f"gold_{f}"] for r in runs], 2) for f in FAMILIES) + " |")
+    return "\n".join(lines)
+
+
+def rm_table(runs):
+    ms = [r["metrics"]["rm"] for r in runs if r["metrics"].get("rm")]
+    if not ms:
+        return ""
+    keys = [("val_accuracy", "RM accuracy vs one noisy labeler (held out)"),
+            ("labeler_agreement", "two noisy labelers agree (measured)"),
+            ("expected_labeler_agreement", "two noisy labelers agree (exact expectation; TAU calibrated to 0.73)"),
+            ("bayes_ceiling", "Bayes ceiling: the gold score vs one noisy labeler"),
+            ("gold_accuracy", "RM accuracy vs the gold order")]
+    lines = ["| reward model | value |", "|---|---|"]
+    lines += [f"| {label} | {cell([m.get(k) for m in ms])} |" for k, label in keys]
+    return "\n".join(lines)
+
+
+def tax_table(runs):
+    get = lambda stage, key: [(r["metrics"].get(stage) or {}).get(key) for r in runs]
+    rows = [("base", get("sft", "base_pretrain_loss")), ("SFT", get("ppo", "sft_pretrain_loss")),
+            ("PPO (ptx 0)", get("ppo_noptx", "pretrain_loss")), ("PPO-ptx", get("ppo", "pretrain_loss"))]
+    return "| alignment tax | loss on held-out pretraining text |\n|---|---|\n" + \
+        "\n".join(f"| {name} | {cell(v)} |" for name, v in rows)
 
 
 def curve_table(folder, points=12):
@@ -79,23 +152,35 @@ def curve_table(folder, points=12):
     return "\n".join(lines)
 
 
+def report(runs):
+    """Every table, as markdown, for one run or several (seeds)."""
+    parts = []
+    for test_set in ("test", "heldout"):
+        parts += [main_table(runs, test_set), family_table(runs, test_set)]
+    parts += [rm_table(runs), tax_table(runs)]
+    return "\n\n".join(p for p in parts if p)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", default="out", help="run folder with sft/, rm/, ppo_noptx/, ppo/")
     ap.add_argument("--run", action="store_true", help="run the scripts whose output folder is missing")
+    ap.add_argument("--refresh", action="store_true", help="re-evaluate even if ROOT/report.json is up to date")
     ap.add_argument("--curves", nargs="*", default=["out/ppo_noptx", "out/ppo"], help="PPO folders to plot")
     ap.add_argument("--png", metavar="DIR", help="also draw overoptimization.png, ppo_curves.png, losses.png into DIR from "
                     "out/ (every out/ppo* folder); needs matplotlib: pip install -e '.[plot]'")
     args = ap.parse_args()
     if args.run:
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        for folder, cmd in RUNS.items():
-            if load(folder) is None:
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        for stage in RUNS:
+            if load(os.path.join(args.root, stage)) is None:
+                cmd = stage_command(args.root, stage)
                 print(f"[report] running {' '.join(cmd)}", flush=True)
-                subprocess.run([sys.executable, os.path.join(root, cmd[0]), *cmd[1:]], check=True)
-    sft, ppo, noptx = load("out/sft"), load("out/ppo"), load("out/ppo_noptx")
-    if not (sft or ppo or noptx):
-        sys.exit("no results in out/: run the scripts first, or python -m nanorlhf.report --run")
-    print(table(sft, ppo, noptx))
+                subprocess.run([sys.executable, os.path.join(repo, cmd[0]), *cmd[1:]], check=True)
+    if load(os.path.join(args.root, "sft")) is None:
+        sys.exit(f"report: error: --root {args.root}: no sft/metrics.json there; run the scripts first, "
+                 "or python -m nanorlhf.report --run")
+    print(report([evaluated(args.root, args.refresh)]))
     for folder in args.curves:
         if os.path.exists(os.path.join(folder, "curve.json")):
             print("\n" + curve_table(folder))

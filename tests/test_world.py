@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nanorlhf import agreement as A
 from nanorlhf import world as W
 from nanorlhf.data import load_dataset
 
@@ -28,6 +29,11 @@ def small():
 def ideal(prompt):
     fam, info = W.parse_prompt(prompt)
     return fam.ideal(info)
+
+
+def heldout(prompt):
+    fam, info = W.parse_prompt(prompt)
+    return fam.heldout(info)
 
 
 def forum_posts(docs):
@@ -76,8 +82,8 @@ def test_splits_by_body_balanced_and_clean(full):
 def test_heldout_combinations_never_trained(full):
     train = full["sft_prompts"] + full["rm_prompts"] + full["rl_prompts"] + full["val_prompts"] + \
         full["test_prompts"] + [q for q, _ in forum_posts(full["pretrain"])]
-    assert not any(W.is_heldout_combination(p) for p in train)
-    assert all(W.is_heldout_combination(p) for p in full["heldout_prompts"])
+    assert not any(heldout(p) for p in train)
+    assert all(heldout(p) for p in full["heldout_prompts"])
     people = {W.parse_prompt(p)[1]["person"] for p in full["heldout_prompts"] if W.parse_prompt(p)[0].name == "facts"}
     assert people <= W.HELDOUT_PEOPLE and len(people) >= 4
     assert any(W.parse_prompt(p)[1].get("known") for p in full["heldout_prompts"])  # their bios stay in pretraining
@@ -282,9 +288,9 @@ def test_inter_labeler_agreement_matches_paper(full):
     rng = random.Random(0)
     prompts = full["rm_prompts"][:300]
     samples = [W.sample_responses(p, rng.randint(4, 9), rng) for p in prompts]
-    tau = W.calibrate_tau(prompts, samples, target=0.73)
-    a = W.labeler_agreement(prompts, samples, rng, tau=tau)
+    tau = A.calibrate_tau(prompts, samples, target=0.73)
+    a = A.labeler_agreement(prompts, samples, rng, tau=tau)
     assert 0.70 <= a <= 0.76, a
-    assert abs(W.expected_agreement(prompts, samples, tau) - a) < 0.02
+    assert abs(A.expected_agreement(prompts, samples, tau) - a) < 0.02
     # Noisier labelers agree less: the calibration has something to turn.
-    assert W.labeler_agreement(prompts, samples, rng, tau=4 * tau) < a - 0.05
+    assert A.labeler_agreement(prompts, samples, rng, tau=4 * tau) < a - 0.05
