@@ -13,71 +13,276 @@ for the embedded world with `python -m nanorlhf.world --out DIR`, or bring your 
 
 `ranking` lists indices into `responses`, best first: a permutation of range(K), K >= 2.
 Prompts and responses are plain text; the scripts add <|prompt|> / <|response|> / <|endoftext|>.
-A malformed line raises DataError naming the file and line: "data/demos.jsonl:17: missing field 'response'".
-Blank lines are skipped.
+
+The formats people already have are read too, and turned into the records above, so the scripts
+never see the difference. The format is detected per file, from its first record (the first
+format whose fields it has, in the order below); every other line must then fit that format.
+
+    demos.jsonl
+      {"prompt", "response"}      ours
+      {"prompt", "completion"}    trl's prompt-completion format (strings)
+      {"messages": [{"role", "content"}, ...]}   chat: roles system / user / assistant. The last
+                                  message must be the assistant's: it is the response. The turns
+                                  before it are the prompt: a single user turn is its text as is;
+                                  longer histories are rendered as "System: ...\\n\\nUser: ...\\n\\n
+                                  Assistant: ...\\n\\nUser: ..." (role, colon, text; turns joined
+                                  by a blank line).
+    comparisons.jsonl
+      {"prompt", "responses", "ranking"}   ours
+      {"prompt", "responses", "scores"}    ranked by score, highest first. Responses with the SAME
+                                  score are merged: the first in the list is kept, the others
+                                  dropped (the ranking loss needs a strict order, and a tied pair
+                                  says nothing about which is better).
+      {"prompt", "chosen", "rejected"}     trl's preference format, K = 2
+      {"chosen", "rejected"}      Anthropic HH: two whole dialogues "\\n\\nHuman: ...\\n\\nAssistant: ...".
+                                  The prompt is their shared text up to and including the last
+                                  "\\n\\nAssistant:" before they differ; the rest of each is its
+                                  response (both stripped of surrounding whitespace).
+    A comparison left with fewer than two distinct responses (chosen == rejected, all scores tied)
+    carries no preference: it is skipped, and the count is printed.
+
+Strict JSON and UTF-8: NaN / Infinity, numbers out of float range, unpaired surrogate escapes and
+bytes that are not UTF-8 are errors. A byte-order mark at the start of a file is allowed; blank
+lines are skipped. Any line that cannot be used raises DataError naming the file and line, e.g.
+"data/demos.jsonl:17: missing field 'response' (...)"; a first line that fits no format lists the
+formats accepted.
 """
 import json
+import math
 import os
 
-FIELDS = {  # kind -> {field: type}
-    "pretrain": {"text": str},
-    "demos": {"prompt": str, "response": str},
-    "comparisons": {"prompt": str, "responses": list, "ranking": list},
-    "prompts": {"prompt": str},
-}
+from nanorlhf.errors import UserError
+
 FILES = {"pretrain": "pretrain.jsonl", "demos": "demos.jsonl", "comparisons": "comparisons.jsonl"}
-SPLITS = ["sft", "rm", "rl", "val", "test"]
+SPLITS = ["sft", "rm", "rl", "val", "test", "heldout"]
+ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}  # chat role -> its name in a rendered prompt
+HH_ASSISTANT = "\n\nAssistant:"
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A data file that cannot be used; the message names file:line."""
 
 
-def _check(rec, kind):
-    """The problem with one record, or None."""
+# -----------------------------------------------------------------------------
+# Fields: each check raises DataError with the problem (read_jsonl adds file:line)
+
+def _field(rec, name, typ):
+    if name not in rec:
+        raise DataError(f"missing field {name!r}")
+    value = rec[name]
+    if not isinstance(value, typ) or isinstance(value, bool) and typ is not bool:
+        raise DataError(f"field {name!r} must be {typ.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _text(value, name):
+    """A string that is also valid UTF-8: JSON's "\\ud800" escapes decode to unpaired surrogates,
+    which the tokenizer cannot encode (it would fail mid-run, far from the line)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(f"field {name!r} holds an unpaired surrogate escape (\\ud800-\\udfff): not text") from None
+    return value
+
+
+def _str(rec, name):
+    return _text(_field(rec, name, str), name)
+
+
+def _prompt(rec, name="prompt"):
+    prompt = _str(rec, name)
+    if not prompt.strip():
+        raise DataError(f"empty {name}")
+    return prompt
+
+
+def _str_list(rec, name):
+    values = _field(rec, name, list)
+    if not all(isinstance(v, str) for v in values):
+        raise DataError(f"field {name!r} must be a list of strings")
+    return [_text(v, name) for v in values]
+
+
+def _int_list(rec, name):
+    values = _field(rec, name, list)
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in values):
+        raise DataError(f"field {name!r} must be a list of ints")
+    return values
+
+
+def _short(x, n=60):
+    s = repr(x)
+    return s if len(s) <= n else s[:n] + "..."
+
+
+# -----------------------------------------------------------------------------
+# Formats: each turns one record into ours, or None for a comparison with no preference left
+
+def _ours_demo(rec):
+    return {"prompt": _prompt(rec), "response": _str(rec, "response")}
+
+
+def _trl_demo(rec):
+    return {"prompt": _prompt(rec), "response": _str(rec, "completion")}
+
+
+def _chat_demo(rec):
+    messages = _field(rec, "messages", list)
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise DataError(f"messages[{i}] must be an object with string fields 'role' and 'content'")
+        if m["role"] not in ROLES:
+            raise DataError(f"messages[{i}]: role {_short(m['role'])} is not one of {sorted(ROLES)}")
+        _text(m["content"], f"messages[{i}].content")
+    if len(messages) < 2 or messages[-1]["role"] != "assistant":
+        raise DataError("'messages' must end with an assistant turn (the response) after at least one other turn")
+    history = messages[:-1]
+    if len(history) == 1 and history[0]["role"] == "user":
+        prompt = history[0]["content"]
+    else:
+        prompt = "\n\n".join(f"{ROLES[m['role']]}: {m['content']}" for m in history)
+    if not prompt.strip():
+        raise DataError("empty prompt (the turns before the last assistant turn)")
+    return {"prompt": prompt, "response": messages[-1]["content"]}
+
+
+def _ours_comparison(rec):
+    prompt, responses, ranking = _prompt(rec), _str_list(rec, "responses"), _int_list(rec, "ranking")
+    if len(responses) < 2:
+        raise DataError(f"need K >= 2 responses, got {len(responses)}")
+    if sorted(ranking) != list(range(len(responses))):
+        raise DataError(f"ranking {_short(ranking)} is not a permutation of range({len(responses)})")
+    return {"prompt": prompt, "responses": responses, "ranking": ranking}
+
+
+def _scored_comparison(rec):
+    prompt, responses, scores = _prompt(rec), _str_list(rec, "responses"), _field(rec, "scores", list)
+    if not all(isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) for s in scores):
+        raise DataError("field 'scores' must be a list of finite numbers")
+    if len(scores) != len(responses):
+        raise DataError(f"{len(responses)} responses but {len(scores)} scores")
+    if len(responses) < 2:
+        raise DataError(f"need K >= 2 responses, got {len(responses)}")
+    keep = list({s: i for i, s in reversed(list(enumerate(scores)))}.values())  # first response of each score
+    if len(keep) < 2:
+        return None
+    keep.sort()
+    ranking = sorted(range(len(keep)), key=lambda j: -scores[keep[j]])
+    return {"prompt": prompt, "responses": [responses[i] for i in keep], "ranking": ranking}
+
+
+def _pair_comparison(rec):
+    prompt, chosen, rejected = _prompt(rec), _str(rec, "chosen"), _str(rec, "rejected")
+    return None if chosen == rejected else {"prompt": prompt, "responses": [chosen, rejected], "ranking": [0, 1]}
+
+
+def _hh_comparison(rec):
+    chosen, rejected = _str(rec, "chosen"), _str(rec, "rejected")
+    shared = len(os.path.commonprefix([chosen, rejected]))
+    cut = chosen.rfind(HH_ASSISTANT, 0, shared)
+    if cut < 0:
+        raise DataError("'chosen' and 'rejected' share no '\\n\\nAssistant:' turn: not an Anthropic HH dialogue pair")
+    cut += len(HH_ASSISTANT)
+    prompt, responses = chosen[:cut].strip(), [chosen[cut:].strip(), rejected[cut:].strip()]
+    if responses[0] == responses[1]:
+        return None
+    return {"prompt": prompt, "responses": responses, "ranking": [0, 1]}
+
+
+FORMATS = {  # kind -> [(fields that identify the format, description, record -> our record)], in detection order
+    "pretrain": [(("text",), '{"text"}', lambda rec: {"text": _str(rec, "text")})],
+    "demos": [(("prompt", "response"), '{"prompt", "response"}', _ours_demo),
+              (("prompt", "completion"), '{"prompt", "completion"} (trl)', _trl_demo),
+              (("messages",), '{"messages": [{"role", "content"}, ...]} (chat)', _chat_demo)],
+    "comparisons": [(("prompt", "responses", "ranking"), '{"prompt", "responses", "ranking"}', _ours_comparison),
+                    (("prompt", "responses", "scores"), '{"prompt", "responses", "scores"}', _scored_comparison),
+                    (("prompt", "chosen", "rejected"), '{"prompt", "chosen", "rejected"} (trl)', _pair_comparison),
+                    (("chosen", "rejected"), '{"chosen", "rejected"} (Anthropic HH dialogues)', _hh_comparison)],
+    "prompts": [(("prompt",), '{"prompt"}', lambda rec: {"prompt": _prompt(rec)})],
+}
+
+
+def _detect(rec, kind):
+    """The format of a file, from its first record."""
     if not isinstance(rec, dict):
-        return f"expected a JSON object, got {type(rec).__name__}"
-    for field, typ in FIELDS[kind].items():
-        if field not in rec:
-            return f"missing field {field!r}"
-        if not isinstance(rec[field], typ):
-            return f"field {field!r} must be {typ.__name__}, got {type(rec[field]).__name__}"
-    if "prompt" in rec and not rec["prompt"].strip():
-        return "empty prompt"
-    if kind == "comparisons":
-        responses, ranking = rec["responses"], rec["ranking"]
-        if not all(isinstance(r, str) for r in responses):
-            return "field 'responses' must be a list of strings"
-        if not all(isinstance(i, int) and not isinstance(i, bool) for i in ranking):
-            return "field 'ranking' must be a list of ints"
-        if len(responses) < 2:
-            return f"need K >= 2 responses, got {len(responses)}"
-        if sorted(ranking) != list(range(len(responses))):
-            return f"ranking {ranking} is not a permutation of range({len(responses)})"
-    return None
+        raise DataError(f"expected a JSON object, got {type(rec).__name__}")
+    for fields, description, convert in FORMATS[kind]:
+        if all(f in rec for f in fields):
+            return description, convert
+    if len(FORMATS[kind]) == 1:  # one format: say which field is missing
+        return FORMATS[kind][0][1:]
+    keys = ", ".join(_short(k, 30) for k in list(rec)[:8]) + (", ..." if len(rec) > 8 else "")
+    raise DataError(f"fits no {kind} format (fields: {keys or 'none'}); accepted: "
+                    + "; ".join(d for _, d, _ in FORMATS[kind]) + " (see nanorlhf/data.py)")
+
+
+# -----------------------------------------------------------------------------
+# Reading and writing
+
+def _reject_constant(name):
+    raise DataError(f"{name} is not valid JSON (write null, or a number)")
+
+
+def _finite_float(s):
+    x = float(s)
+    if not math.isfinite(x):
+        raise DataError(f"number {_short(s, 30)} is out of range")
+    return x
+
+
+def _parse(line):
+    try:
+        return json.loads(line, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise DataError("bad JSON (nested too deeply)") from None
+    except ValueError as e:  # JSONDecodeError, or an integer longer than Python's 4300-digit limit
+        raise DataError(f"bad JSON ({e.msg if isinstance(e, json.JSONDecodeError) else str(e).split(':')[0]})") from None
+
+
+def _lines(path):
+    """(line number, text) of the non-blank lines. Bytes are decoded line by line, so a byte that
+    is not UTF-8 is reported with its line (a UTF-8 sequence never contains the newline byte)."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):  # byte-order mark, as some editors write
+                raw = raw[3:]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{lineno}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1}); "
+                                "save the file as UTF-8") from None
+            if line.strip():
+                yield lineno, line
 
 
 def read_jsonl(path, kind):
-    """Read and validate a JSONL file of the given kind -> list of dicts."""
-    if kind not in FIELDS:
-        raise ValueError(f"unknown kind {kind!r}: expected one of {sorted(FIELDS)}")
+    """Read and validate a JSONL file of the given kind, in any of its formats -> list of our records."""
+    if kind not in FORMATS:
+        raise ValueError(f"unknown kind {kind!r}: expected one of {sorted(FORMATS)}")
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file")
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: bad JSON ({e.msg})") from None
-            problem = _check(rec, kind)
-            if problem:
-                raise DataError(f"{path}:{lineno}: {problem}")
-            rows.append(rec)
+    rows, skipped, fmt = [], 0, None
+    for lineno, line in _lines(path):
+        try:
+            rec = _parse(line)
+            if fmt is None:
+                fmt, first = _detect(rec, kind), lineno
+            elif not isinstance(rec, dict):
+                raise DataError(f"expected a JSON object, got {type(rec).__name__}")
+            out = fmt[1](rec)
+        except DataError as e:
+            where = "" if fmt is None or lineno == first else f" (format {fmt[0]}, detected from line {first})"
+            raise DataError(f"{path}:{lineno}: {e}{where}") from None
+        if out is None:
+            skipped += 1
+        else:
+            rows.append(out)
+    if skipped:
+        print(f"[data] {path}: skipped {skipped} comparisons whose responses are all identical or tied in score "
+              "(no preference to learn)", flush=True)
     if not rows:
-        raise DataError(f"{path}: no records")
+        raise DataError(f"{path}: no records" + (f" left ({skipped} skipped)" if skipped else
+                                                 " (empty or blank; one JSON object per line, see nanorlhf/data.py)"))
     return rows
 
 
@@ -91,14 +296,21 @@ def write_jsonl(path, rows):
     os.replace(tmp, path)
 
 
-def load_dataset(data_dir, kind, split=None, optional=False):
+def load_dataset(data_dir, kind, split=None, optional=False, hint=""):
     """Read the standard file of `kind` in a --data directory; prompts need a split (e.g. "rl").
-    `optional`: a missing file gives [] instead of an error."""
+    `optional`: a missing file gives [] instead of an error. `hint`: what to do if it is missing."""
     if kind == "prompts":
         if split not in SPLITS:
             raise ValueError(f"prompts need split in {SPLITS}, got {split!r}")
         name = f"{split}_prompts.jsonl"
     else:
         name = FILES[kind]
+    if not os.path.isdir(data_dir):
+        raise DataError(f"--data {data_dir}: " + ("is a file, not a" if os.path.exists(data_dir) else "no such") +
+                        " folder (give the folder that holds demos.jsonl, comparisons.jsonl, ...)")
     path = os.path.join(data_dir, name)
-    return [] if optional and not os.path.exists(path) else read_jsonl(path, kind)
+    if not os.path.exists(path):
+        if optional:
+            return []
+        raise DataError(f"{path}: no such file (--data {data_dir} needs {name}{'; ' + hint if hint else ''})")
+    return read_jsonl(path, kind)
