@@ -1,10 +1,21 @@
-"""The offline tokenizer: byte-level BPE run by tiktoken, with our special tokens."""
+"""The offline tokenizer: byte-level BPE run by tiktoken, with our special tokens; a BPE trained
+for a user's corpus, used by the scripts and recorded in checkpoints."""
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 import tiktoken
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nanorlhf.tokenizer import EOT, GPT2_PAT, PROMPT, RESPONSE, encode, get_tokenizer, load_ranks, save_ranks, train_bpe
+from nanorlhf.checkpoint import load_checkpoint, save_checkpoint
+from nanorlhf.data import write_jsonl
+from nanorlhf.model import GPT, GPTConfig
+from nanorlhf.tokenizer import (EOT, GPT2_PAT, PROMPT, RESPONSE, TokenizerError, encode, fingerprint, get_tokenizer,
+                                load_ranks, main, save_ranks, train_bpe)
 
 ENC = get_tokenizer("nanorlhf")
 
@@ -50,3 +61,49 @@ def test_gpt2_without_cache_or_network_is_a_clear_error(monkeypatch, tmp_path):
         assert "--tokenizer gpt2 needs tiktoken's GPT-2 files" in str(e)
     else:  # a machine with network access: then it must be GPT-2 plus our two separators
         assert enc.n_vocab == 50259
+
+
+# -----------------------------------------------------------------------------
+# A BPE for a user's corpus: python -m nanorlhf.tokenizer --data DIR --vocab-size N --out PATH
+
+def user_corpus(d):
+    write_jsonl(d / "pretrain.jsonl", [{"text": f"The zorblax number {i} glimmers quietly."} for i in range(200)])
+    write_jsonl(d / "demos.jsonl", [{"prompt": f"Describe zorblax {i}.", "response": "It glimmers."} for i in range(40)])
+
+
+def test_bpe_for_a_user_corpus_and_its_checkpoints(tmp_path):
+    user_corpus(tmp_path)
+    path = tmp_path / "bpe.tiktoken"
+    main(["--data", str(tmp_path), "--vocab-size", "300", "--out", str(path)])
+    enc = get_tokenizer(str(path))
+    assert enc.name == str(path) and enc.n_vocab == 303
+    assert len(enc.encode_ordinary(" zorblax")) == 1  # learned from pretrain.jsonl
+    assert len(enc.encode_ordinary(" glimmers")) == 1
+    assert enc.decode(enc.encode_ordinary("naïve ✓ text")) == "naïve ✓ text"
+    ckpt = tmp_path / "model.pt"
+    save_checkpoint(str(ckpt), GPT(GPTConfig(vocab_size=303, n_layer=1, n_head=1, n_embd=8, block_size=16)), enc, "policy")
+    _, enc2, _ = load_checkpoint(str(ckpt))
+    assert enc2.name == str(path) and fingerprint(enc2) == fingerprint(enc)
+    main(["--data", str(tmp_path), "--vocab-size", "290", "--out", str(path)])  # retrained in place
+    with pytest.raises(Exception, match="another version of the .*bpe.tiktoken. tokenizer"):  # UserError
+        load_checkpoint(str(ckpt))
+    path.unlink()
+    with pytest.raises(TokenizerError, match="cannot load the tokenizer it was trained with"):
+        load_checkpoint(str(ckpt))
+    with pytest.raises(SystemExit):  # argparse: one line, exit status 2
+        main(["--data", str(tmp_path), "--vocab-size", "100"])
+
+
+def test_sft_takes_a_ranks_file(tmp_path):
+    user_corpus(tmp_path)
+    main(["--data", str(tmp_path), "--vocab-size", "300"])  # default out: DIR/bpe.tiktoken
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    p = subprocess.run([sys.executable, os.path.join(root, "train_sft.py"), "--quick", "--data", str(tmp_path),
+                        "--tokenizer", str(tmp_path / "bpe.tiktoken"), "--out", str(tmp_path / "sft")],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "vocabulary 303" in p.stdout
+    ckpt = torch.load(tmp_path / "sft/model.pt", weights_only=True)
+    assert ckpt["tokenizer"] == str(tmp_path / "bpe.tiktoken") and ckpt["config"]["vocab_size"] == 303
+    assert json.loads((tmp_path / "sft/metrics.json").read_text())["losses"]["sft"]
