@@ -109,7 +109,7 @@ def test_the_gap_and_its_control(full):
     for p in full["val_prompts"]:
         fam, info = W.parse_prompt(p)
         h = fam.habit(info, None)
-        assert h == fam.ideal(info) or 0.6 < W.score(p, h)["total"] < 0.95, (p, h)
+        assert h == fam.ideal(info) or 0.4 < W.score(p, h)["total"] < 0.9, (p, h)  # acceptable, below the ideal
     gold = lambda w: sum(W.score(d["prompt"], d["response"])["total"] for d in w["demos"]) / len(w["demos"])
     assert gold(full) < gold(ctrl) - 0.02
     assert full["pretrain"] == ctrl["pretrain"] and full["test_prompts"] == ctrl["test_prompts"]
@@ -194,7 +194,7 @@ def test_describe_constraint():
     p = "Describe the fox in at most 3 words."
     g = W.score(p, "The fox is red and quick and clever.")
     assert g["constraint"] is False and g["total"] < 0
-    order = ["Red, quick, clever.", "Red, quick, furry.", "Red, quick.", "Sure! Red, quick.", "Red, red, quick.",
+    order = ["Red, quick, clever.", "Red, quick, furry.", "Red, quick.", "Red, red, quick.", "Sure! Red, quick.",
              "The fox is red and quick."]
     scores = [total(p, r) for r in order]
     assert scores == sorted(scores, reverse=True) and len(set(scores)) == len(scores), scores
