@@ -45,6 +45,7 @@ from nanorlhf.checkpoint import load_checkpoint, load_state, save_checkpoint
 from nanorlhf.distributed import all_mean, ddp_setup, ddp_wrap
 from nanorlhf.run import (Progress, Stop, autocast, check_finite, check_resume, end_of_step, on_sigint, parse_run_args,
                           seed_everything, write_metrics)
+from nanorlhf.errors import UserError, exit_on_user_error
 from nanorlhf.evaluate import evaluate_model, has_gold, win_rate
 from nanorlhf.losses import (adaptive_kl_update, gae, kl_shaped_rewards, lm_loss, masked_mean, masked_whiten,
                              ppo_policy_loss, ppo_value_loss)
@@ -222,7 +223,7 @@ def main(argv=None):
     rm, rm_enc, _ = load_checkpoint(args.rm, kind="reward")
     value_model, _, _ = load_checkpoint(args.rm, kind="reward")  # the value function starts as the RM
     if fingerprint(rm_enc) != fingerprint(enc) or rm.config.vocab_size != policy.config.vocab_size:
-        raise ValueError(f"--rm {args.rm} (tokenizer {rm_enc.name}, vocabulary {rm.config.vocab_size}) does not "
+        raise UserError(f"--rm {args.rm} (tokenizer {rm_enc.name}, vocabulary {rm.config.vocab_size}) does not "
                          f"match --sft {args.sft} (tokenizer {enc.name}, vocabulary {policy.config.vocab_size})")
     for m in (policy, ref, rm, value_model):
         m.to(device)
@@ -232,7 +233,8 @@ def main(argv=None):
 
     if args.data:
         prompts = [r["prompt"] for r in jdata.load_dataset(args.data, "prompts", "rl")]
-        docs = [r["text"] for r in jdata.load_dataset(args.data, "pretrain", optional=args.ptx_coef == 0)]
+        docs = [r["text"] for r in jdata.load_dataset(args.data, "pretrain", optional=args.ptx_coef == 0,
+                                                      hint="or --ptx-coef 0 for plain PPO")]
         test = [r["prompt"] for r in jdata.load_dataset(args.data, "prompts", "test", optional=True)][:args.n_eval]
     else:
         w = world.make_world(seed=args.seed, scale=0.05 if args.quick else 1.0)
@@ -244,7 +246,8 @@ def main(argv=None):
               f"{policy.config.block_size}, e.g. {too_long[0][:60]!r}")
         prompts = [p for p in prompts if p not in set(too_long)]
     if args.rollout_size > len(prompts):
-        raise ValueError(f"--rollout-size {args.rollout_size} exceeds the {len(prompts)} RL prompts")
+        raise UserError(f"--rollout-size {args.rollout_size} exceeds the {len(prompts)} usable RL prompts: lower "
+                        "--rollout-size")
     train_stream, held_stream = heldout_stream(enc, docs) if docs else (None, None)
     params = list(policy.parameters()) + list(value_model.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
@@ -321,4 +324,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main)

@@ -38,6 +38,7 @@ from nanorlhf.checkpoint import load_checkpoint, load_state, save_checkpoint, to
 from nanorlhf.distributed import all_mean, all_min, all_sum, ddp_setup, ddp_wrap, gather_objects
 from nanorlhf.run import (Progress, Stop, autocast, check_finite, check_resume, end_of_step, lr_at, on_sigint,
                           parse_run_args, seed_everything, write_metrics)
+from nanorlhf.errors import UserError, exit_on_user_error
 from nanorlhf.evaluate import has_gold, sample
 from nanorlhf.losses import rm_ranking_loss
 
@@ -146,6 +147,13 @@ def main(argv=None):
     elif args.data:
         comps = jdata.load_dataset(args.data, "comparisons")
         demos = jdata.load_dataset(args.data, "demos", optional=True)
+        fits = lambda p, y: len(encode_example(enc, p, y)[0]) <= policy.config.block_size  # or the forward fails
+        n = len(comps)
+        comps = [c for c in comps if all(fits(c["prompt"], y) for y in c["responses"])]
+        demos = [d for d in demos if fits(d["prompt"], d["response"])]
+        if len(comps) < n:
+            say(f"[rm] warning: skipping {n - len(comps)} comparisons with a prompt + response longer than "
+                f"block_size {policy.config.block_size}")
         random.Random(args.seed).shuffle(comps)
         n_val = min(args.n_val, len(comps) // 10)
         val, comps = comps[:n_val][rank::world_size], comps[n_val:][rank::world_size]
@@ -159,7 +167,8 @@ def main(argv=None):
     n_comps = int(all_sum(len(comps), world_size))
     steps_per_epoch = int(all_min(len(comps) // args.batch_size, world_size))  # every rank takes the same steps
     if steps_per_epoch == 0:
-        raise ValueError(f"--batch-size {args.batch_size} exceeds the {len(comps)} comparisons of a process")
+        raise UserError(f"--batch-size {args.batch_size} exceeds the {len(comps)} comparisons of a process: lower "
+                        "--batch-size")
     metrics = {"args": vars(args), "n_comparisons": n_comps, "mean_k": all_mean(np.mean([len(c["ranking"]) for c in comps]), world_size),
                "n_pairs": int(all_sum(sum(len(c["ranking"]) * (len(c["ranking"]) - 1) // 2 for c in comps), world_size))}
     say(f"[rm] {n_comps} ranked prompts ({metrics['n_pairs']} pairs, mean K {metrics['mean_k']:.2f}), "
@@ -238,4 +247,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main)

@@ -31,6 +31,7 @@ from nanorlhf.checkpoint import load_checkpoint, load_state, save_checkpoint
 from nanorlhf.distributed import all_mean, all_sum, ddp_setup, ddp_wrap
 from nanorlhf.run import (Progress, Stop, autocast, check_finite, check_resume, end_of_step, lr_at, on_sigint,
                           parse_run_args, seed_everything, write_metrics)
+from nanorlhf.errors import UserError, exit_on_user_error
 from nanorlhf.evaluate import evaluate_model, gold_report, has_gold, win_rate
 from nanorlhf.losses import lm_loss
 from nanorlhf.model import GPT, GPTConfig
@@ -75,7 +76,8 @@ def load_data(args):
         return dict(pretrain=w["pretrain"], demos=w["demos"], val=w["val_prompts"][:args.n_val],
                     test=w["test_prompts"][:args.n_eval], gold=True)
     demos = jdata.load_dataset(args.data, "demos")
-    pretrain = [r["text"] for r in jdata.load_dataset(args.data, "pretrain")] if args.init is None else []
+    pretrain = [r["text"] for r in jdata.load_dataset(args.data, "pretrain", hint="or give --init BASE to skip "
+                                                          "pretraining")] if args.init is None else []
     prompts = lambda split: [r["prompt"] for r in jdata.load_dataset(args.data, "prompts", split, optional=True)]
     val, test = prompts("val")[:args.n_val], prompts("test")[:args.n_eval]
     return dict(pretrain=pretrain, demos=demos, val=val, test=test,
@@ -167,8 +169,8 @@ def sft(run, model, enc, data, state):
     B = args.batch_size * world
     steps_per_epoch = len(train) // B
     if steps_per_epoch == 0:
-        raise ValueError(f"--batch-size {args.batch_size} x {world} process(es) exceeds the {len(train)} usable "
-                         "training demonstrations")
+        raise UserError(f"--batch-size {args.batch_size} x {world} process(es) exceeds the {len(train)} usable "
+                        f"training demonstrations ({too_long} longer than block_size {model.config.block_size} skipped)")
     total = args.epochs * steps_per_epoch
     ddp_model = ddp_wrap(model, world)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
@@ -225,8 +227,8 @@ def main(argv=None):
     data = load_data(args)
     n_train = len(data["demos"]) - max(1, len(data["demos"]) // 20)  # checked now, not after pretraining
     if n_train < args.batch_size * world:
-        raise ValueError(f"--batch-size {args.batch_size} x {world} process(es) exceeds the {n_train} training "
-                         "demonstrations")
+        raise UserError(f"--batch-size {args.batch_size} x {world} process(es) exceeds the {n_train} training "
+                        "demonstrations: lower --batch-size")
     os.makedirs(args.out, exist_ok=True)
     state = load_state(os.path.join(args.out, "state.pt")) if args.resume else None
     if state is not None:
@@ -299,4 +301,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main)

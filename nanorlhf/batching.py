@@ -4,6 +4,7 @@ alignment tax)."""
 import numpy as np
 import torch
 
+from nanorlhf.errors import UserError
 from nanorlhf.losses import lm_loss
 from nanorlhf.run import autocast
 from nanorlhf.tokenizer import PROMPT, RESPONSE, encode
@@ -40,7 +41,8 @@ def heldout_stream(enc, docs, every=20):
 def pretrain_batch(stream, batch_size, T, rng):
     """(B, T+1) random windows of a token stream: inputs [:, :-1], targets [:, 1:]."""
     if len(stream) <= T + 1:
-        raise ValueError(f"pretraining text has {len(stream)} tokens, fewer than one window of {T + 1}")
+        raise UserError(f"pretraining text has {len(stream)} tokens, fewer than one window of {T + 1}: add text to "
+                        "pretrain.jsonl")
     starts = rng.integers(0, len(stream) - T - 1, batch_size)
     return torch.from_numpy(np.stack([stream[s:s + T + 1] for s in starts]))
 

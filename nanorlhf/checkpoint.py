@@ -5,6 +5,7 @@ from dataclasses import asdict
 
 import torch
 
+from nanorlhf.errors import UserError
 from nanorlhf.model import GPT, GPTConfig, from_pretrained_gpt2
 from nanorlhf.tokenizer import TokenizerError, fingerprint, get_tokenizer
 
@@ -28,7 +29,7 @@ def save_state(path, state):
 
 def load_state(path):
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"--resume: no saved state at {path} (nothing to resume; drop --resume)")
+        raise UserError(f"--resume: no saved state at {path} (nothing to resume; drop --resume)")
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -47,13 +48,14 @@ def load_checkpoint(path, kind=None, tokenizer=None):
         if os.path.isdir(path):
             path = os.path.join(path, "model.pt")
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"checkpoint not found: {path}")
+            raise UserError(f"{path}: checkpoint not found (train it first, or give the path of a model.pt or "
+                            "of a Hugging Face GPT-2 folder)")
         try:  # weights_only: tensors and plain containers only, never arbitrary code
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise ValueError(f"{path}: not a loadable nanorlhf checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
+            raise UserError(f"{path}: not a loadable nanorlhf checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
         if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
-            raise ValueError(f"{path}: not a nanorlhf checkpoint (no config/model entries)")
+            raise UserError(f"{path}: not a nanorlhf checkpoint (no config/model entries)")
         model = GPT(GPTConfig(**ckpt["config"]))
         model.load_state_dict(ckpt["model"])
         try:  # a ranks file or folder recorded by path may have moved since
@@ -61,13 +63,13 @@ def load_checkpoint(path, kind=None, tokenizer=None):
         except TokenizerError as e:
             raise TokenizerError(f"{path}: cannot load the tokenizer it was trained with: {e}") from None
     if kind is not None and ckpt.get("kind") != kind:
-        raise ValueError(f"{path}: is a {ckpt.get('kind')} checkpoint, but a {kind} checkpoint is expected here")
+        raise UserError(f"{path}: is a {ckpt.get('kind')} checkpoint, but a {kind} checkpoint is expected here")
     if ckpt.get("tokenizer_fingerprint", fingerprint(enc)) != fingerprint(enc):
-        raise ValueError(f"{path}: was trained with another version of the {ckpt['tokenizer']!r} tokenizer "
-                         "(its ranks changed since); retrain from the base model or restore the old ranks file")
+        raise UserError(f"{path}: was trained with another version of the {ckpt['tokenizer']!r} tokenizer "
+                        "(its ranks changed since); retrain from the base model or restore the old ranks file")
     if model.config.vocab_size < enc.n_vocab:
-        raise ValueError(f"{path}: vocabulary {model.config.vocab_size} is smaller than tokenizer "
-                         f"{ckpt['tokenizer']!r}'s {enc.n_vocab}")
+        raise UserError(f"{path}: vocabulary {model.config.vocab_size} is smaller than tokenizer "
+                        f"{ckpt['tokenizer']!r}'s {enc.n_vocab}")
     return model, enc, ckpt
 
 

@@ -13,6 +13,7 @@ import torch
 
 from nanorlhf.checkpoint import save_state
 from nanorlhf.distributed import barrier
+from nanorlhf.errors import UserError
 
 
 def seed_everything(seed):
@@ -43,8 +44,8 @@ def check_finite(loss, stage, step, grad_norm=None):
     so the last checkpoint stays the last good one."""
     for name, x in (("loss", loss), ("gradient norm", grad_norm)):
         if x is not None and not torch.isfinite(x):
-            raise FloatingPointError(f"[{stage}] non-finite {name} ({x.item()}) at step {step + 1}: stopped before "
-                                     "the update; the last saved checkpoint is untouched. Try a lower learning rate.")
+            raise UserError(f"[{stage}] non-finite {name} ({x.item()}) at step {step + 1}: stopped before "
+                            "the update; the last saved checkpoint is untouched. Try a lower learning rate.")
 
 
 # -----------------------------------------------------------------------------
@@ -92,6 +93,11 @@ def parse_run_args(ap, argv, unit, save_every, quick, positive):
     ap.add_argument("--save-every", type=int, default=save_every, help=f"{unit} between resumable states")
     ap.add_argument("--stop-at-step", type=int, help=f"save a resumable state and stop after this many {unit}")
     ap.add_argument("--quick", action="store_true", help="tiny model / data: a smoke test in seconds")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of a user error (or NANORLHF_DEBUG=1)")
+
+    def error(message):  # one line like every other user error (argparse would print its usage first)
+        raise UserError(message)
+    ap.error = error
     args = ap.parse_args(argv)
     if args.quick:
         ap.set_defaults(**quick)
@@ -103,9 +109,11 @@ def parse_run_args(ap, argv, unit, save_every, quick, positive):
 
 
 def check_resume(state, args, keys):
-    changed = {k: (state["args"][k], getattr(args, k)) for k in keys if state["args"][k] != getattr(args, k)}
+    changed = [f"--{k.replace('_', '-')} saved {state['args'][k]!r}, now {getattr(args, k)!r}"
+               for k in keys if state["args"][k] != getattr(args, k)]
     if changed:
-        raise ValueError(f"--resume: these options differ from the saved run (saved, now): {changed}")
+        raise UserError(f"--resume: these options differ from the saved run: {'; '.join(changed)} (give the saved "
+                        "values, or start afresh in another --out)")
 
 
 # -----------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def test_bad_jsonl_names_file_and_line(tmp_path):
     assert "demos.jsonl: no records" in run("train_sft.py", "--quick", "--data", data, "--out", tmp_path / "o", ok=False)
     write_jsonl(data / "comparisons.jsonl", [{"prompt": "p", "responses": ["a", "b"], "ranking": [0, 0]}])
     out = run("train_rm.py", "--quick", "--data", data, "--sft", "x.pt", "--out", tmp_path / "o", ok=False)
-    assert "checkpoint not found: x.pt" in out  # the checkpoint is checked first ...
+    assert "x.pt: checkpoint not found" in out  # the checkpoint is checked first ...
 
 
 def test_bad_ranking_in_user_comparisons(tmp_path, ckpts):
@@ -67,7 +67,7 @@ def test_bad_ranking_in_user_comparisons(tmp_path, ckpts):
 
 
 @pytest.mark.parametrize("script,args,message", [
-    ("train_sft.py", ["--init", "missing/base.pt"], "checkpoint not found: missing/base.pt"),
+    ("train_sft.py", ["--init", "missing/base.pt"], "missing/base.pt: checkpoint not found"),
     ("train_sft.py", ["--batch-size", "0"], "--batch-size must be positive, got 0"),
     ("train_sft.py", ["--batch-size", "5000"], "--batch-size 5000 x 1 process(es) exceeds the"),
     ("train_sft.py", ["--dropout", "1.5"], "--dropout must be in [0, 1), got 1.5"),
