@@ -2,13 +2,19 @@
 record), one malformed file per error, and a fuzz test: malformed lines of every kind always give a
 one-line DataError naming file:line, never another exception."""
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from nanorlhf.checkpoint import save_checkpoint
 from nanorlhf.data import ROLES, DataError, load_dataset, read_jsonl, write_jsonl
 from nanorlhf.errors import UserError
+from nanorlhf.model import GPT, GPTConfig
+from nanorlhf.tokenizer import get_tokenizer
 
 GOOD = {
     "pretrain": [{"text": "Bilo lives in Marn."}, {"text": "The fox is red."}],
@@ -305,3 +311,30 @@ def test_fuzz_any_text_reads_back_in_every_demo_format(tmp_path, prompt, respons
     path = tmp_path / "demos.jsonl"
     write_jsonl(path, [rec])
     assert read_jsonl(path, "demos") == [{"prompt": prompt, "response": response}]
+
+
+# -----------------------------------------------------------------------------
+# The scripts see only our records: chat demonstrations and HH comparisons train SFT and the RM
+
+def test_formats_people_have_train_through_the_scripts(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    run = lambda script, *args: subprocess.run([sys.executable, os.path.join(root, script), *map(str, args)],
+                                               capture_output=True, text=True, env=env, cwd=root, timeout=300)
+    enc = get_tokenizer()
+    save_checkpoint(str(tmp_path / "base.pt"), GPT(GPTConfig(vocab_size=enc.n_vocab, n_layer=1, n_head=2, n_embd=16,
+                                                             block_size=64)), enc, "policy")
+    data = tmp_path / "data"
+    write_jsonl(data / "demos.jsonl", [{"messages": [{"role": "user", "content": f"Say hi to {i}."},
+                                                     {"role": "assistant", "content": "Hi!"}]} for i in range(40)])
+    hh = lambda i, answer: f"\n\nHuman: Say hi to {i}.\n\nAssistant: {answer}"
+    write_jsonl(data / "comparisons.jsonl", [{"chosen": hh(i, "Hi!"), "rejected": hh(i, "No.")} for i in range(40)]
+                + [{"chosen": hh(0, "Hi!"), "rejected": hh(0, "Hi!")}])
+    p = run("train_sft.py", "--quick", "--data", data, "--init", tmp_path / "base.pt", "--batch-size", 4,
+            "--out", tmp_path / "sft")
+    assert p.returncode == 0, p.stderr[-3000:]
+    p = run("train_rm.py", "--quick", "--data", data, "--sft", tmp_path / "sft/model.pt", "--batch-size", 4,
+            "--out", tmp_path / "rm")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "comparisons.jsonl: skipped 1 comparisons" in p.stdout
+    assert json.load(open(tmp_path / "rm/metrics.json"))["n_comparisons"] == 36  # 40 kept, 4 held out
