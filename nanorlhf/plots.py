@@ -8,8 +8,8 @@ pip install -e '.[plot]'). `python -m nanorlhf.report --png DIR` writes:
 - ppo_curves.png        reward, KL, entropy, ptx loss and clip fraction per PPO iteration;
 - losses.png            pretraining, SFT and RM training loss per optimizer step.
 
-Per-iteration points are noisy (64 episodes each): each line is a moving average over `window`
-iterations, drawn over the raw points.
+Per-iteration points are noisy (64 episodes each): each line is a trailing moving average (over
+fewer points for a short run, where a long window would lag), drawn over the raw points.
 """
 import glob
 import json
@@ -48,20 +48,20 @@ def overoptimization(folders, path, window=8):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
     for i, folder in enumerate(folders):
         curve = _read(os.path.join(folder, "curve.json"))
-        kl = smooth([c["kl"] for c in curve], window)
+        w = max(1, min(window, len(curve) // 5))  # a short run: a shorter window, or the mean lags
+        kl = smooth([c["kl"] for c in curve], w)
         for ax, key in zip(axes, ("rm_score", "gold_score")):
             y = [c[key] for c in curve]
             if any(v is None or math.isnan(v) for v in y):
                 continue  # no gold labeler for this run's prompts (user data)
             ax.plot([c["kl"] for c in curve], y, ".", color=f"C{i}", alpha=0.25, markersize=4)
-            ax.plot(kl, smooth(y, window), "-", color=f"C{i}", lw=2, label=_label(folder, curve))
+            ax.plot(kl, smooth(y, w), "-", color=f"C{i}", lw=2, label=_label(folder, curve))
     for ax, title in zip(axes, ("RM (proxy) score", "gold score (the world's labeler)")):
         ax.set_xlabel("KL(pi || pi_SFT), nats per sequence")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=8)
-    fig.suptitle(f"Over-optimization: score against KL over PPO training ({window}-iteration averages)")
+        _legend_or_note(ax)
+    fig.suptitle("Over-optimization: score against KL over PPO training (moving averages over iterations)")
     return _save(fig, path)
 
 
@@ -79,12 +79,12 @@ def ppo_curves(folders, path, window=5):
             if any(v is None or math.isnan(v) for v in y) or (key == "ptx_loss" and not any(y)):
                 continue  # no gold labeler, or plain PPO (ptx 0)
             ax.plot(it, y, color=f"C{i}", alpha=0.25, lw=1)
-            ax.plot(it, smooth(y, window), color=f"C{i}", lw=2, label=_label(folder, curve))
+            ax.plot(it, smooth(y, max(1, min(window, len(curve) // 5))), color=f"C{i}", lw=2, label=_label(folder, curve))
     for ax, (_, title) in zip(axes.flat, panels):
         ax.set_title(title)
         ax.set_xlabel("PPO iteration")
         ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=8)
+        _legend_or_note(ax, legend=ax is axes.flat[0])
     fig.suptitle("PPO training curves")
     return _save(fig, path)
 
@@ -98,13 +98,21 @@ def loss_curves(sft_metrics, rm_metrics, path, window=20):
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.5 * max(1, len(panels)), 3.8), squeeze=False)
     for ax, (title, y) in zip(axes.flat, panels):
         ax.plot(range(1, len(y) + 1), y, color="C0", alpha=0.3, lw=1)
-        ax.plot(range(1, len(y) + 1), smooth(y, window), color="C0", lw=2)
+        ax.plot(range(1, len(y) + 1), smooth(y, max(1, min(window, len(y) // 10))), color="C0", lw=2)
         ax.set_title(title)
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("loss")
         ax.grid(alpha=0.3)
     fig.suptitle("Training losses")
     return _save(fig, path)
+
+
+def _legend_or_note(ax, legend=True):
+    if ax.lines:
+        if legend:
+            ax.legend(fontsize=8)
+    else:  # e.g. the gold score of a user's prompts, or the ptx loss of plain PPO
+        ax.text(0.5, 0.5, "not measured in these runs", ha="center", va="center", transform=ax.transAxes)
 
 
 def _save(fig, path):
