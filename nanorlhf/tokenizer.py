@@ -124,19 +124,26 @@ def load_hf_bpe(folder):
     rank, so a token's id can serve as its rank only if ids grow in merge order; that holds for
     GPT-2 (merge i makes id 256 + i) and is checked. Vocabulary entries that are neither a byte nor
     a merge (GPT-2: <|endoftext|>) become special tokens with their ids."""
+    def read_json(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+        except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise TokenizerError(f"{path}: not valid JSON ({e})") from None
+
     vj, mt, tj = (os.path.join(folder, f) for f in ("vocab.json", "merges.txt", "tokenizer.json"))
     if os.path.isfile(vj) and os.path.isfile(mt):
-        with open(vj, encoding="utf-8") as f:
-            vocab = json.load(f)
+        vocab = read_json(vj)
         with open(mt, encoding="utf-8") as f:
             merges = [tuple(line.rstrip("\n").split(" ")) for line in f if line.strip() and not line.startswith("#version")]
         added = {}
     elif os.path.isfile(tj):
-        with open(tj, encoding="utf-8") as f:
-            spec = json.load(f)
-        model = spec.get("model") or {}
-        if model.get("type") != "BPE" or "ByteLevel" not in json.dumps(spec.get("pre_tokenizer")):
+        spec = read_json(tj)
+        model, pre = spec.get("model") or {}, json.dumps(spec.get("pre_tokenizer"))
+        if model.get("type") != "BPE" or "ByteLevel" not in pre:
             raise TokenizerError(f"{tj}: not a byte-level BPE like GPT-2's (model {model.get('type')!r})")
+        if '"add_prefix_space": true' in pre:  # GPT-2's pattern, run by tiktoken, adds no leading space
+            raise TokenizerError(f"{tj}: add_prefix_space is true, which GPT-2's tokenizer (and this loader) does not do")
         vocab = model["vocab"]
         merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
         added = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}

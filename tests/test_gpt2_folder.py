@@ -121,6 +121,11 @@ def test_tokenizer_json_gives_the_same_encoding(gpt2_dir, tmp_path):
     a, b = get_tokenizer(str(d)), get_tokenizer(str(tmp_path))
     for text in SAMPLES + [PROMPT + "Hi" + RESPONSE + "Hello" + EOT]:
         assert encode(a, text) == encode(b, text)
+    spec = json.loads((tmp_path / "tokenizer.json").read_text())
+    spec["pre_tokenizer"]["add_prefix_space"] = True  # would tokenize "Hi" as " Hi": refused, not silently wrong
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
+    with pytest.raises(TokenizerError, match="add_prefix_space is true"):
+        load_hf_bpe(str(tmp_path))
 
 
 @functools.lru_cache(maxsize=None)
@@ -152,6 +157,9 @@ def test_broken_tokenizer_folders_are_clear_errors(gpt2_dir, tmp_path):
         load_hf_bpe(str(tmp_path))
     with pytest.raises(TokenizerError, match="not found"):
         get_tokenizer(str(tmp_path / "missing.tiktoken"))
+    (tmp_path / "vocab.json").write_text('{"a": 1,')
+    with pytest.raises(TokenizerError, match=r"vocab.json: not valid JSON"):
+        load_hf_bpe(str(tmp_path))
 
 
 # -----------------------------------------------------------------------------
