@@ -17,6 +17,7 @@ Prompts and responses are plain text; the scripts add <|prompt|> / <|response|> 
 The formats people already have are read too, and turned into the records above, so the scripts
 never see the difference. The format is detected per file, from its first record (the first
 format whose fields it has, in the order below); every other line must then fit that format.
+Other fields are ignored.
 
     demos.jsonl
       {"prompt", "response"}      ours
@@ -37,7 +38,7 @@ format whose fields it has, in the order below); every other line must then fit 
       {"chosen", "rejected"}      Anthropic HH: two whole dialogues "\\n\\nHuman: ...\\n\\nAssistant: ...".
                                   The prompt is their shared text up to and including the last
                                   "\\n\\nAssistant:" before they differ; the rest of each is its
-                                  response (both stripped of surrounding whitespace).
+                                  response (all three stripped of surrounding whitespace).
     A comparison left with fewer than two distinct responses (chosen == rejected, all scores tied)
     carries no preference: it is skipped, and the count is printed.
 
