@@ -76,8 +76,9 @@ def get_args(argv=None):
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (paper: 1)")
     ap.add_argument("--max-new-tokens", type=int, default=32, help="response length limit")
     ap.add_argument("--truncated-score", type=float, default=-2.0, help="score of a response cut at the length limit")
-    ap.add_argument("--n-eval", type=int, default=600, help="held-out test prompts for the final evaluation")
+    ap.add_argument("--n-eval", type=int, default=1100, help="held-out test prompts for the final evaluation")
     ap.add_argument("--seed", type=int, default=0, help="random seed")
+    ap.add_argument("--control", action="store_true", help="the control world: the demonstrations' mode is the ideal (no generation-verification gap)")
     args = parse_run_args(ap, argv, "iterations", 20, positive=("iterations", "rollout_size", "minibatch_size", "ppo_epochs"),
                           quick=dict(iterations=3, rollout_size=16, minibatch_size=8, n_eval=30))
     if args.beta < 0 or args.ptx_coef < 0:
@@ -210,7 +211,7 @@ def ppo_update(args, it, roll, ddp_policy, ddp_value, opt, params, train_stream,
 # -----------------------------------------------------------------------------
 
 RESUME_KEYS = ("sft", "rm", "data", "iterations", "rollout_size", "minibatch_size", "ppo_epochs", "lr", "beta",
-               "kl_target", "ptx_coef", "temperature", "seed")
+               "kl_target", "ptx_coef", "temperature", "seed", "control")
 
 
 def main(argv=None):
@@ -237,7 +238,7 @@ def main(argv=None):
                                                       hint="or --ptx-coef 0 for plain PPO")]
         test = [r["prompt"] for r in jdata.load_dataset(args.data, "prompts", "test", optional=True)][:args.n_eval]
     else:
-        w = world.make_world(seed=args.seed, scale=0.05 if args.quick else 1.0)
+        w = world.make_world(seed=args.seed, scale=0.05 if args.quick else 1.0, control=args.control)
         prompts, docs, test = w["rl_prompts"], w["pretrain"], w["test_prompts"][:args.n_eval]
     gold = has_gold(test)
     too_long = [p for p in prompts if len(encode_prompt(enc, p)) >= policy.config.block_size - 1]

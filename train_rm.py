@@ -32,14 +32,14 @@ import numpy as np
 import torch
 
 from nanorlhf import data as jdata
-from nanorlhf import world
+from nanorlhf import agreement, world
 from nanorlhf.batching import encode_example, pad_right
 from nanorlhf.checkpoint import load_checkpoint, load_state, save_checkpoint, to_scalar_head
 from nanorlhf.distributed import all_mean, all_min, all_sum, ddp_setup, ddp_wrap, gather_objects
 from nanorlhf.run import (Progress, Stop, autocast, check_finite, check_resume, end_of_step, lr_at, on_sigint,
                           parse_run_args, seed_everything, write_metrics)
 from nanorlhf.errors import UserError, exit_on_user_error
-from nanorlhf.evaluate import has_gold, sample
+from nanorlhf.evaluate import has_gold, reward_of, sample
 from nanorlhf.losses import rm_ranking_loss
 
 
@@ -48,7 +48,7 @@ def get_args(argv=None):
     ap.add_argument("--sft", default="out/sft/model.pt", help="SFT checkpoint to start from")
     ap.add_argument("--out", default="out/rm", help="output folder for model.pt and metrics.json")
     ap.add_argument("--data", help="folder with comparisons.jsonl (+ optional demos.jsonl); default: sample and rank")
-    ap.add_argument("--n-prompts", type=int, default=1500, help="comparison prompts to sample and rank")
+    ap.add_argument("--n-prompts", type=int, default=4500, help="comparisons to sample and rank: the RM prompts, in fresh rounds if more")
     ap.add_argument("--n-val", type=int, default=300, help="held-out prompts for accuracy")
     ap.add_argument("--k-min", type=int, default=4, help="fewest responses sampled per prompt")
     ap.add_argument("--k-max", type=int, default=9, help="most responses sampled per prompt")
@@ -56,6 +56,7 @@ def get_args(argv=None):
     ap.add_argument("--batch-size", type=int, default=16, help="prompts (each with all its K responses) per step")
     ap.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (cosine decay)")
     ap.add_argument("--seed", type=int, default=0, help="random seed")
+    ap.add_argument("--control", action="store_true", help="the control world: the demonstrations' mode is the ideal (no generation-verification gap)")
     args = parse_run_args(ap, argv, "steps", 100, positive=("n_prompts", "n_val", "epochs", "batch_size"),
                           quick=dict(n_prompts=40, n_val=20, epochs=1))
     if not 2 <= args.k_min <= args.k_max:
@@ -92,18 +93,6 @@ def batch_rewards(rm, enc, batch, device):
     return rewards, k
 
 
-@torch.no_grad()
-def reward_of(rm, enc, prompts, responses, device, batch_size=256):
-    """r(x, y) for lists of prompts and responses: (N,)."""
-    out = []
-    for i in range(0, len(prompts), batch_size):
-        seqs = [encode_example(enc, p, r)[0] for p, r in zip(prompts[i:i + batch_size], responses[i:i + batch_size])]
-        ids, lengths = pad_right(seqs, enc.eot_token)
-        with autocast(device):
-            out.append(rm(ids.to(device), lengths=lengths.to(device)).float())
-    return torch.cat(out)
-
-
 def pair_accuracy(rm, enc, comps, device, order_of):
     """(hits, pairs): pairs of distinct responses that the RM orders as `order_of(comparison)` does."""
     hits = total = 0
@@ -124,7 +113,7 @@ def gold_order(c):
     return [i if all(abs(s[i] - s[j]) > 1e-9 for j in order if j != i) else None for i in order]
 
 
-RESUME_KEYS = ("sft", "data", "n_prompts", "n_val", "k_min", "k_max", "epochs", "batch_size", "lr", "seed")
+RESUME_KEYS = ("sft", "data", "n_prompts", "n_val", "k_min", "k_max", "epochs", "batch_size", "lr", "seed", "control")
 
 
 def main(argv=None):
@@ -159,9 +148,11 @@ def main(argv=None):
         val, comps = comps[:n_val][rank::world_size], comps[n_val:][rank::world_size]
         gold = has_gold([c["prompt"] for c in val])
     else:
-        w = world.make_world(seed=args.seed, scale=0.05 if args.quick else 1.0)
+        w = world.make_world(seed=args.seed, scale=0.05 if args.quick else 1.0, control=args.control)
         say(f"[rm] sampling {args.k_min}..{args.k_max} responses for {args.n_prompts} + {args.n_val} prompts", flush=True)
-        comps = sample_comparisons(policy, enc, w["rm_prompts"][:args.n_prompts][rank::world_size], args, rng)
+        # more comparisons than RM prompts: each further round samples and ranks the prompts afresh
+        rounds = -(-args.n_prompts // len(w["rm_prompts"]))
+        comps = sample_comparisons(policy, enc, (w["rm_prompts"] * rounds)[:args.n_prompts][rank::world_size], args, rng)
         val = sample_comparisons(policy, enc, w["val_prompts"][:args.n_val][rank::world_size], args, rng)
         demos, gold = w["demos"], True
     n_comps = int(all_sum(len(comps), world_size))
@@ -231,16 +222,21 @@ def main(argv=None):
     metrics["passes_over_data"] = args.epochs
     if gold:
         metrics["gold_accuracy"] = ratio(pair_accuracy(rm, enc, val, device, gold_order))
-        # Two independent labelers agree this often on the same held-out samples: the noise ceiling.
-        metrics["labeler_agreement"] = world.labeler_agreement(
-            [c["prompt"] for cs in all_val for c in cs], [c["responses"] for cs in all_val for c in cs],
-            random.Random(args.seed + 7))
+        # On the same held-out samples: how often two independent labelers agree (measured, and its
+        # exact expectation; the paper's yardstick) and the Bayes ceiling, the gold score's own
+        # expected accuracy against one labeler, E[max(p, 1-p)]: no RM can beat it.
+        vp, vr = [c["prompt"] for cs in all_val for c in cs], [c["responses"] for cs in all_val for c in cs]
+        metrics["labeler_agreement"] = agreement.labeler_agreement(vp, vr, random.Random(args.seed + 7))
+        metrics["expected_labeler_agreement"] = agreement.expected_agreement(vp, vr, world.TAU)
+        metrics["bayes_ceiling"] = agreement.bayes_ceiling(vp, vr, world.TAU)
+        metrics["tau"] = world.TAU
     metrics["wall_seconds"] = time.time() - t0
     if rank > 0:
         return
     save_checkpoint(os.path.join(args.out, "model.pt"), rm, enc, "reward")
     path = write_metrics(args.out, metrics)
-    for k in ("val_accuracy", "gold_accuracy", "labeler_agreement", "demo_mean_reward", "wall_seconds"):
+    for k in ("val_accuracy", "gold_accuracy", "labeler_agreement", "expected_labeler_agreement", "bayes_ceiling",
+              "demo_mean_reward", "wall_seconds"):
         if k in metrics:
             print(f"  {k:28s} {metrics[k]:.3f}")
     print(f"wrote {args.out}/model.pt, {path}")

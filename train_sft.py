@@ -55,9 +55,10 @@ def get_args(argv=None):
     ap.add_argument("--n-layer", type=int, default=4, help="model depth (new models only)")
     ap.add_argument("--n-embd", type=int, default=128, help="model width (new models only)")
     ap.add_argument("--n-head", type=int, default=4, help="attention heads (new models only)")
-    ap.add_argument("--n-eval", type=int, default=600, help="held-out test prompts for the final evaluation")
+    ap.add_argument("--n-eval", type=int, default=1100, help="held-out test prompts for the final evaluation")
     ap.add_argument("--n-val", type=int, default=200, help="validation prompts for checkpoint selection")
     ap.add_argument("--seed", type=int, default=0, help="random seed")
+    ap.add_argument("--control", action="store_true", help="the control world: the demonstrations' mode is the ideal (no generation-verification gap)")
     args = parse_run_args(ap, argv, "steps", 200, positive=("epochs", "batch_size", "block_size", "n_eval", "n_val"),
                           quick=dict(pretrain_steps=30, epochs=2, n_layer=2, n_embd=64, n_head=2, n_eval=40, n_val=20,
                                      block_size=64))
@@ -72,7 +73,7 @@ def load_data(args):
     """Pretraining text, demonstrations, validation and test prompts: the embedded world, or the
     user's JSONL files. `gold` says whether the world's labeler can judge the prompts."""
     if args.data is None:
-        w = world.make_world(seed=args.seed, scale=0.05 if args.quick else 1.0)
+        w = world.make_world(seed=args.seed, scale=0.05 if args.quick else 1.0, control=args.control)
         return dict(pretrain=w["pretrain"], demos=w["demos"], val=w["val_prompts"][:args.n_val],
                     test=w["test_prompts"][:args.n_eval], gold=True)
     demos = jdata.load_dataset(args.data, "demos")
@@ -85,7 +86,7 @@ def load_data(args):
 
 
 # options that must not change between an interrupted run and its --resume
-RESUME_KEYS = ("seed", "batch_size", "pretrain_steps", "pretrain_lr", "block_size", "epochs", "lr", "dropout", "init")
+RESUME_KEYS = ("seed", "control", "batch_size", "pretrain_steps", "pretrain_lr", "block_size", "epochs", "lr", "dropout", "init")
 
 
 # -----------------------------------------------------------------------------

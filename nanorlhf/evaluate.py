@@ -146,7 +146,7 @@ def evaluate_run(root, n_best=(4, 16), temperatures=(0.0, 0.25, 0.5, 0.75, 1.0),
     with open(os.path.join(root, "sft", "metrics.json")) as f:
         sft_args = json.load(f)["args"]
     seed, control = sft_args["seed"], sft_args.get("control", False)
-    w = world.make_world(seed=seed, control=control)
+    w = world.make_world(seed=seed, scale=0.05 if sft_args.get("quick") else 1.0, control=control)
     device = get_device()
     load = lambda path, kind: load_checkpoint(path, kind=kind)[0].to(device).eval()
     paths = {"base": "sft/base.pt", "SFT": "sft/model.pt", "PPO": "ppo_noptx/model.pt", "PPO-ptx": "ppo/model.pt"}

@@ -69,6 +69,22 @@ def test_ppo_metrics_and_exact_first_ratio(pipeline):
     assert (d / "ppo/curve.json").exists()
 
 
+def test_report_evaluates_every_baseline_on_both_test_sets(pipeline):
+    d, _ = pipeline
+    p = subprocess.run([sys.executable, "-m", "nanorlhf.report", "--root", str(d), "--curves"], capture_output=True,
+                       text=True, env=ENV, cwd=ROOT, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.load(open(d / "report.json"))
+    assert set(res["rows"]) == {"base T=1", "base greedy", "SFT T=1", "SFT greedy", "SFT best T", "best-of-4",
+                                "best-of-16", "PPO-ptx T=1", "PPO-ptx greedy"}  # no ppo_noptx in this run
+    for row in res["rows"].values():
+        for s in ("test", "heldout"):
+            assert 0 <= row[s]["vs_sft"]["win_rate"] <= 1 and row[s]["n"] > 0
+    assert res["rows"]["SFT T=1"]["test"]["vs_sft"]["tie_rate"] == 1.0  # against itself: all ties
+    assert res["kl"]["best-of-16"] == pytest.approx(2.7726 - 15 / 16, abs=1e-3)
+    assert "| test set |" in p.stdout and "| heldout set |" in p.stdout and "Bayes ceiling" in p.stdout
+
+
 def test_user_jsonl_data_trains_through_every_script(tmp_path):
     """A tiny user data set in the documented JSONL formats, prompts NOT from the world: no gold
     labeler, so the scripts must train and report what they can."""

@@ -9,7 +9,9 @@ metrics.json exists is skipped, so an interrupted study continues where it stopp
     python -m nanorlhf.experiments.seeds                   # seeds 0 1 2, the default (gap) world, ~40 min
     python -m nanorlhf.experiments.seeds --control         # the control world: no generation-verification gap
 
-Runs land in out/world{seed} (out/control{seed}); the table in out/seeds[_control].{json,md}.
+Runs land in out/world{seed} (out/control{seed}); the table in out/seeds[_control].{json,md}. The
+control world has the same pretraining corpus, so where out/world{seed}/sft/base.pt exists the control
+fine-tunes that same base model (train_sft.py --init) instead of pretraining it again.
 """
 import argparse
 import contextlib
@@ -54,7 +56,11 @@ def main():
         for stage in RUNS:
             if stage == "ppo_noptx" and args.no_plain_ppo or load(os.path.join(root, stage)):
                 continue
-            cmd = stage_command(root, stage, ["--seed", str(seed)] + ["--control"] * args.control)
+            extra = ["--seed", str(seed)] + ["--control"] * args.control
+            base = os.path.join(args.out, f"world{seed}", "sft", "base.pt")
+            if stage == "sft" and args.control and os.path.exists(base):
+                extra += ["--init", base]  # the control's corpus is the same: start from the same base model
+            cmd = stage_command(root, stage, extra)
             print(f"[seeds] {' '.join(cmd)}", flush=True)
             with held(args.lock):
                 subprocess.run([sys.executable, os.path.join(REPO, cmd[0]), *cmd[1:]], check=True)
