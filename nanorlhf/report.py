@@ -84,7 +84,7 @@ def cell(values, digits=3, cis=None):
 
 
 def main_table(runs, test_set):
-    cols = ["gold", "win vs SFT", "ties", "toxic", "made-up", "constraint", "refuse known", "KL"]
+    cols = ["gold", "win vs SFT", "ties", "toxic", "made-up", "constraint", "refuse known", "habit", "KL"]
     lines = [f"| {test_set} set | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     get = lambda row, f: [f(r["rows"][row][test_set]) for r in runs if row in r["rows"]]
     for row in [r for r in ROW_ORDER if r in runs[0]["rows"]]:
@@ -97,6 +97,7 @@ def main_table(runs, test_set):
                 cell(get(row, lambda x: x["hallucination_rate"]), cis=ci("hallucination_rate")),
                 cell(get(row, lambda x: x["constraint_rate"]), 2),
                 cell(get(row, lambda x: x["refusal_rate_known"]), 2),
+                cell(get(row, lambda x: x.get("habit_rate")), 2),
                 cell([r["kl"].get(row) for r in runs], 2)]
         lines.append(f"| {row} | " + " | ".join(vals) + " |")
     n = runs[0]["rows"]["SFT T=1"][test_set]
@@ -109,7 +110,8 @@ def main_table(runs, test_set):
 def family_table(runs, test_set, rows=("base T=1", "SFT T=1", "SFT greedy", "best-of-16", "PPO-ptx T=1", "PPO-ptx greedy")):
     lines = [f"| {test_set}: gold / win vs SFT | " + " | ".join(FAMILIES) + " |", "|---" * (len(FAMILIES) + 1) + "|"]
     for row in [r for r in rows if r in runs[0]["rows"]]:
-        g = lambda f, k: cell([r["rows"][row][test_set][f"{k}_{f}"] for r in runs], 2)
+        g = lambda f, k: cell([(r["rows"][row][test_set] if k == "gold" else r["rows"][row][test_set]["vs_sft"])
+                               [f"{k}_{f}"] for r in runs], 2)
         lines.append(f"| {row} | " + " | ".join(
             f"{g(f, 'gold')} / " + ("-" if row.startswith("SFT") else g(f, "win")) for f in FAMILIES) + " |")
     lines.append(f"| demonstrations | " + " | ".join(cell([r["demos"][f"gold_{f}"] for r in runs], 2) for f in FAMILIES) + " |")

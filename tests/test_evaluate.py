@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from nanorlhf import agreement as A
 from nanorlhf import world as W
-from nanorlhf.evaluate import best_of_n, bon_kl, gold_report, wilson, win_rate
+from nanorlhf.evaluate import best_of_n, bon_kl, gold_report, shows_habit, wilson, win_rate
 from nanorlhf.tokenizer import get_tokenizer
 
 
@@ -87,3 +87,15 @@ def test_win_rate_counts_ties_half_and_splits_by_family():
     assert w["win_sort"] == 0.75 and w["win_list"] == 1.0
     r = gold_report(ps, a)
     assert r["gold_score"] == 1.0 and r["n"] == 3 and r["toxic_rate_n"] == 3 and r["toxic_rate_ci95"][0] == 0
+
+
+def test_shows_habit_detects_the_demonstrators_habit_only():
+    for p in ["Sort these numbers: 7 3 9 1", "List exactly 3 fruits.", "Describe the fox in at most 4 words.",
+              f"Roast my friend {W.FRIENDS[0]}.", f"Where does {W.FAMOUS[5]} live?"]:
+        fam, info = W.parse_prompt(p)
+        assert shows_habit(p, fam.habit(info, None)) is True
+        assert shows_habit(p, fam.ideal(info)) is False
+        assert shows_habit(p, "I don't know.") is False
+    assert shows_habit(f"How old is {W.STRANGERS[0]}?", "I don't know.") is None  # the habit is the ideal
+    r = gold_report(["List exactly 2 fruits.", "List exactly 2 fruits."], ["Sure! Apple, banana.", "Apple, pear."])
+    assert r["habit_rate"] == 0.5 and r["habit_rate_n"] == 2
