@@ -170,7 +170,7 @@ def main():
     ap.add_argument("--refresh", action="store_true", help="re-evaluate even if ROOT/report.json is up to date")
     ap.add_argument("--curves", nargs="*", default=["out/ppo_noptx", "out/ppo"], help="PPO folders to plot")
     ap.add_argument("--png", metavar="DIR", help="also draw overoptimization.png, ppo_curves.png, losses.png into DIR from "
-                    "out/ (every out/ppo* folder); needs matplotlib: pip install -e '.[plot]'")
+                    "ROOT (every ROOT/ppo* folder); needs matplotlib: pip install -e '.[plot]'")
     args = ap.parse_args()
     if args.run:
         repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -192,7 +192,7 @@ def main():
         except ImportError:
             sys.exit("--png needs matplotlib: pip install -e '.[plot]'")
         from nanorlhf import plots
-        for path in plots.write_pngs(args.png, folders=args.curves):
+        for path in plots.write_pngs(args.png, root=args.root, folders=args.curves):
             print(f"wrote {path}")
 
 
