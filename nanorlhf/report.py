@@ -168,10 +168,11 @@ def main():
     ap.add_argument("--root", default="out", help="run folder with sft/, rm/, ppo_noptx/, ppo/")
     ap.add_argument("--run", action="store_true", help="run the scripts whose output folder is missing")
     ap.add_argument("--refresh", action="store_true", help="re-evaluate even if ROOT/report.json is up to date")
-    ap.add_argument("--curves", nargs="*", default=["out/ppo_noptx", "out/ppo"], help="PPO folders to plot")
+    ap.add_argument("--curves", nargs="*", help="PPO folders whose KL curve to print (default: ROOT/ppo_noptx, ROOT/ppo)")
     ap.add_argument("--png", metavar="DIR", help="also draw overoptimization.png, ppo_curves.png, losses.png into DIR from "
                     "ROOT (every ROOT/ppo* folder); needs matplotlib: pip install -e '.[plot]'")
     args = ap.parse_args()
+    args.curves = [f"{args.root}/ppo_noptx", f"{args.root}/ppo"] if args.curves is None else args.curves
     if args.run:
         repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         for stage in RUNS:
