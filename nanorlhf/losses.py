@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels import token_logprobs
+from kernels._dispatch import use_triton
 
 
 def masked_mean(x, mask, dim=None):
@@ -53,7 +54,12 @@ def lm_loss(logits, targets, mask):
     """
     # padding targets may be -1 or any id: make them valid, the mask drops them anyway
     targets = torch.where(mask.bool(), targets, 0)
-    return -masked_mean(token_logprobs(logits, targets), mask)  # fused kernel on CUDA
+    if use_triton(logits):
+        return -masked_mean(token_logprobs(logits, targets), mask)  # fused kernel on CUDA
+    # Elsewhere F.cross_entropy: log_softmax and the gather in one call, without the reference's
+    # division by a temperature of 1, a pass over the (B, T, V) logits each way (profiled on CPU).
+    nll = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="none")  # (B*T,)
+    return masked_mean(nll.view_as(targets), mask)
 
 
 def rm_ranking_loss(rewards, k):

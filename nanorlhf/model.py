@@ -145,10 +145,14 @@ class GPT(nn.Module):
     def num_params(self):
         return sum(p.numel() for p in self.parameters())  # tied weights are counted once
 
-    def forward(self, idx, attn_mask=None, pos=None, caches=None, return_hidden=False, lengths=None):
+    def forward(self, idx, attn_mask=None, pos=None, caches=None, return_hidden=False, lengths=None, head_at=None):
         """idx: (B, T) token ids. attn_mask: optional bool (B, 1, T, Tk) of allowed keys (padding);
         pos: optional (B, T) positions (default 0..T-1); caches: list of KVCache for generation.
         Returns logits (B, T, V), or scores (B, T) with a scalar head, or hidden states (B, T, C).
+        head_at: optional (B, K) time steps; the head is applied only there, giving (B, K, V) or (B, K).
+        PPO reads the logits of 32 response tokens out of 63 and generation those of the last one:
+        at V 4096 the unembedding is the largest matmul of the model, and the (B, T, V) logits it
+        writes (and their gradient) the largest tensor (bench/peers.py, README "Speed against peers").
         With a scalar head and `lengths` (B,) of right-padded rows: the score at each row's last real
         token, (B,). Padding after that token cannot reach it (causal attention)."""
         B, T = idx.shape
@@ -162,10 +166,14 @@ class GPT(nn.Module):
         x = self.transformer.ln_f(x)  # (B, T, C)
         if return_hidden:
             return x
+        if lengths is not None:
+            head_at = (lengths - 1).clamp(min=0).unsqueeze(1)  # (B, 1) each row's last real token
+        if head_at is not None:
+            x = x.gather(1, head_at.unsqueeze(-1).expand(-1, -1, x.size(-1)))  # (B, K, C)
         if not self.config.scalar_head:
-            return self.lm_head(x)  # (B, T, V)
-        s = self.score_head(x).squeeze(-1)  # (B, T)
-        return s if lengths is None else s.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)  # (B,)
+            return self.lm_head(x)  # (B, T or K, V)
+        s = self.score_head(x).squeeze(-1)  # (B, T or K)
+        return s if lengths is None else s.squeeze(1)  # (B,)
 
 
 # -----------------------------------------------------------------------------
@@ -180,7 +188,15 @@ def sample_next_token(logits, generator=None, temperature=1.0, top_k=None):
         kth = torch.topk(logits, min(top_k, logits.size(-1)), dim=-1).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = F.softmax(logits, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    # Inverse CDF: one uniform per row, then a binary search for where the cumulative sum passes it.
+    # torch.multinomial draws V exponentials per row instead, which took most of a cached generation
+    # step at (64, 4096) on 2 cores. right=True picks the first index whose cdf EXCEEDS u, and u stays
+    # strictly below the total, so a zero-probability token (top_k, or underflow) is never drawn.
+    cdf = probs.cumsum(-1)  # (B, V), non-decreasing
+    total = cdf[:, -1:]  # (B, 1), 1 up to rounding
+    u = torch.rand(total.shape, generator=generator, device=total.device) * total
+    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, u, right=True).squeeze(1)
 
 
 @torch.no_grad()
@@ -218,7 +234,8 @@ def generate(model, prompts, max_new_tokens, eot_id, temperature=1.0, top_k=None
     t0 = 0  # first position not yet in the cache
     for t in range(P, P + N):
         q0 = t0 if use_cache else 0
-        logits = model(tokens[:, q0:t], mask_for(q0, t), pos_all[:, q0:t], caches)[:, -1]  # (B, V)
+        last = torch.full((B, 1), t - 1 - q0, device=device)  # logits of the last position only
+        logits = model(tokens[:, q0:t], mask_for(q0, t), pos_all[:, q0:t], caches, head_at=last)[:, 0]  # (B, V)
         t0 = t
         nxt = sample_next_token(logits, generator, temperature, top_k)
         tokens[:, t] = torch.where(done, torch.full_like(nxt, eot_id), nxt)

@@ -213,3 +213,49 @@ def test_gpt_forward_backward_through_triton_kernels_matches_sdpa(monkeypatch):
     torch.testing.assert_close(s1, s0, atol=1e-5, rtol=1e-5)
     for n in g0:
         torch.testing.assert_close(g1[n], g0[n], atol=1e-4, rtol=1e-3, msg=lambda m: f"{n}: {m}")
+
+
+@pytest.mark.parametrize("scalar_head", [False, True])
+def test_head_at_equals_the_full_head_read_at_those_positions(scalar_head):
+    """forward(head_at=idx), the fast path PPO and generation use, against the plain forward then a
+    gather: same outputs and same gradient for every parameter."""
+    model = tiny(seed=4, scalar_head=scalar_head).train()
+    x = torch.randint(0, 97, (3, 20), generator=torch.Generator().manual_seed(0))
+    idx = torch.tensor([[5, 6, 7, 8], [0, 1, 2, 3], [16, 17, 18, 19]])  # (B, K)
+    results = []
+    for fast in (True, False):
+        model.zero_grad()
+        if fast:
+            out = model(x, head_at=idx)
+        else:
+            full = model(x)  # (B, T, V) or (B, T)
+            out = full.gather(1, idx if scalar_head else idx[..., None].expand(-1, -1, full.size(-1)))
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append((out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (o0, g0), (o1, g1) = results
+    torch.testing.assert_close(o0, o1, atol=1e-6, rtol=1e-5)
+    for n in g0:
+        torch.testing.assert_close(g0[n], g1[n], atol=1e-6, rtol=1e-5, msg=lambda m: f"{n}: {m}")
+
+
+@pytest.mark.parametrize("temperature,top_k", [(1.0, None), (0.7, 2)])
+def test_sampler_draws_the_softmax_distribution_and_never_a_masked_token(temperature, top_k):
+    """The inverse-CDF sampler against the distribution it must draw from, with torch.multinomial
+    (the sampler it replaced) held to the same bound: every frequency within 4 standard errors."""
+    from nanorlhf.model import sample_next_token
+    inf = float("inf")
+    logits = torch.tensor([[0.0, 1.0, 2.0, -inf, 0.5, -inf], [5.0, -inf, -inf, -inf, -inf, 4.9]])
+    scaled = logits / temperature
+    if top_k is not None:  # the distribution top-k sampling must draw from
+        kth = scaled.topk(top_k, dim=-1).values[:, -1:]
+        scaled = scaled.masked_fill(scaled < kth, -inf)
+    probs = torch.softmax(scaled, -1)
+    N = 20000
+    g = torch.Generator().manual_seed(0)
+    draws = {"inverse cdf": sample_next_token(logits.repeat_interleave(N, 0), g, temperature, top_k).view(2, N),
+             "multinomial": torch.multinomial(probs, N, replacement=True, generator=g)}
+    for name, d in draws.items():
+        freq = torch.stack([torch.bincount(row, minlength=6) for row in d]).double() / N  # (2, V)
+        assert (freq[probs == 0] == 0).all(), f"{name} drew a zero-probability token"
+        bound = 4 * (probs * (1 - probs) / N).sqrt().double() + 1e-12
+        assert ((freq - probs.double()).abs() <= bound).all(), f"{name}: {freq} vs {probs}"
