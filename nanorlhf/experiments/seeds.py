@@ -69,7 +69,7 @@ def main():
             results.append(evaluated(root))
             print(f"[seeds] evaluated {root} in {time.time() - t0:.0f}s", flush=True)
         walls[seed] = {s: (load(os.path.join(root, s)) or {}).get("wall_seconds") for s in RUNS}
-    lines = [f"# {name} world, seeds {' '.join(map(str, args.seeds))}: mean ± sd over seeds "
+    lines = [f"# {'control' if args.control else 'default (gap)'} world, seeds {' '.join(map(str, args.seeds))}: mean ± sd over seeds "
              "(a single seed shows its 95% CI)\n", report(results), "\n| seed | " + " | ".join(RUNS) + " | pipeline (s) |",
              "|---" * (len(RUNS) + 2) + "|"]
     for seed, w in walls.items():
