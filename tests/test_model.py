@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from nanorlhf.checkpoint import load_checkpoint, save_checkpoint, to_scalar_head
+from nanorlhf.errors import UserError
 from nanorlhf.model import GPT, GPTConfig, generate
 from nanorlhf.tokenizer import get_tokenizer
 
@@ -87,7 +88,7 @@ def test_checkpoint_round_trip_and_kind_check(tmp_path):
     loaded, enc2, _ = load_checkpoint(str(path), kind="policy")
     x = torch.randint(0, enc.n_vocab, (2, 9))
     assert enc2.name == "nanorlhf" and torch.equal(model(x), loaded(x))
-    with pytest.raises(ValueError, match="policy checkpoint, but a reward checkpoint is expected"):
+    with pytest.raises(UserError, match="policy checkpoint, but a reward checkpoint is expected"):
         load_checkpoint(str(path), kind="reward")
 
 
@@ -98,10 +99,10 @@ def test_checkpoint_refuses_another_tokenizer_version(tmp_path):
     ckpt = torch.load(path, weights_only=True)
     ckpt["tokenizer_fingerprint"] = "0" * 16  # as if the BPE had been retrained since
     torch.save(ckpt, path)
-    with pytest.raises(ValueError, match="another version of the 'nanorlhf' tokenizer"):
+    with pytest.raises(UserError, match="another version of the 'nanorlhf' tokenizer"):
         load_checkpoint(str(path))
     save_checkpoint(str(path), tiny(), enc, "policy")  # vocabulary 97 < the tokenizer's
-    with pytest.raises(ValueError, match="vocabulary 97 is smaller than tokenizer"):
+    with pytest.raises(UserError, match="vocabulary 97 is smaller than tokenizer"):
         load_checkpoint(str(path))
 
 
@@ -114,7 +115,7 @@ def test_malicious_pickle_is_refused(tmp_path):
 
     path = tmp_path / "model.pt"
     torch.save({"config": {}, "model": Evil()}, path)
-    with pytest.raises(ValueError, match="not a loadable nanorlhf checkpoint"):
+    with pytest.raises(UserError, match="not a loadable nanorlhf checkpoint"):
         load_checkpoint(str(path))
     assert not marker.exists()
 
