@@ -191,28 +191,28 @@ def ppo_times(impl, shape, T, iterations):
     return [b - a for a, b in zip(stamps, stamps[1:])], policy.num_parameters()
 
 
+def timed(fn, reps, warmups):
+    """Seconds of each of `reps` calls of fn, after `warmups` untimed calls."""
+    for _ in range(warmups):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def worker(a):
     import torch
     torch.set_num_threads(a.threads)
     shape, mult = SCALES[a.scale]
     if a.task.startswith("train"):
         fn, n = make_train_step(a.impl, shape, 256 * mult, a.task == "train bf16", a.nanogpt)
-        fn()  # warm-up
-        if a.reps > 1:
-            fn()
-        times = []
-        for _ in range(a.reps):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
+        times = timed(fn, a.reps, warmups=2 if a.reps > 1 else 1)
     elif a.task == "generate":
         fn, n = make_generate(a.impl, shape, 32 * mult)
-        fn()
-        times = []
-        for _ in range(a.reps):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
+        times = timed(fn, a.reps, warmups=1)
     else:
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # train_ppo.py
         times, n = ppo_times(a.impl, shape, 32 * mult, a.reps + 1)

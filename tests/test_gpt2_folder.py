@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from nanorlhf.checkpoint import load_checkpoint
 from nanorlhf.data import write_jsonl
 from nanorlhf.model import WeightsError, _read_safetensors, from_pretrained_gpt2
+from test_model import write_safetensors  # the one writer of HF-style weights in the tests
 from nanorlhf.tokenizer import (EOT, PROMPT, RESPONSE, TokenizerError, bytes_to_unicode, encode, get_tokenizer,
                                 load_hf_bpe, train_bpe)
 
@@ -37,18 +38,6 @@ def merge_pair(ranks, tok):
                 ranks.get(parts[i] + parts[i + 1], r) < r else math.inf)
         parts[i:i + 2] = [parts[i] + parts[i + 1]]
     return parts
-
-
-def write_safetensors(path, tensors):
-    header, blobs, off = {}, [], 0
-    for name, t in tensors.items():
-        b = t.contiguous().numpy().tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header).encode()
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
 def write_tiny_gpt2(folder, vocab_size=320, C=32, n_layer=2, n_head=2, n_positions=128, tokenizer_json=False):
