@@ -22,6 +22,8 @@ import statistics
 import subprocess
 import sys
 
+from nanorlhf.errors import UserError, exit_on_user_error
+
 RUNS = {  # stage folder under --root -> the command that makes it
     "sft": ["train_sft.py"],
     "rm": ["train_rm.py"],
@@ -163,7 +165,7 @@ def report(runs):
     return "\n\n".join(p for p in parts if p)
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", default="out", help="run folder with sft/, rm/, ppo_noptx/, ppo/")
     ap.add_argument("--run", action="store_true", help="run the scripts whose output folder is missing")
@@ -171,7 +173,7 @@ def main():
     ap.add_argument("--curves", nargs="*", help="PPO folders whose KL curve to print (default: ROOT/ppo_noptx, ROOT/ppo)")
     ap.add_argument("--png", metavar="DIR", help="also draw overoptimization.png, ppo_curves.png, losses.png into DIR from "
                     "ROOT (every ROOT/ppo* folder); needs matplotlib: pip install -e '.[plot]'")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     args.curves = [f"{args.root}/ppo_noptx", f"{args.root}/ppo"] if args.curves is None else args.curves
     if args.run:
         repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -181,8 +183,8 @@ def main():
                 print(f"[report] running {' '.join(cmd)}", flush=True)
                 subprocess.run([sys.executable, os.path.join(repo, cmd[0]), *cmd[1:]], check=True)
     if load(os.path.join(args.root, "sft")) is None:
-        sys.exit(f"report: error: --root {args.root}: no sft/metrics.json there; run the scripts first, "
-                 "or python -m nanorlhf.report --run")
+        raise UserError(f"--root {args.root}: no sft/metrics.json there; run the scripts first, "
+                        "or python -m nanorlhf.report --run")
     print(report([evaluated(args.root, args.refresh)]))
     for folder in args.curves:
         if os.path.exists(os.path.join(folder, "curve.json")):
@@ -191,11 +193,11 @@ def main():
         try:
             import matplotlib  # noqa: F401  (optional: the [plot] extra)
         except ImportError:
-            sys.exit("--png needs matplotlib: pip install -e '.[plot]'")
+            raise UserError("--png needs matplotlib: pip install -e '.[plot]'") from None
         from nanorlhf import plots
         for path in plots.write_pngs(args.png, root=args.root, folders=args.curves):
             print(f"wrote {path}")
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main)
