@@ -13,6 +13,15 @@ per pair. Afterwards a bias makes the labelers' demonstrations score 0 on averag
 
     python train_rm.py                          # after train_sft.py; under a minute on 2 CPU cores
     python train_rm.py --data DIR               # your comparisons.jsonl (see nanorlhf/data.py)
+    python train_rm.py --objective binary       # Askell et al. 2021's other objectives: binary, imitation
+    python train_rm.py --init out/pmp/model.pt  # start from another trunk, e.g. a PMP preference model
+
+Three objectives learn from the same labeler's judgments of the same responses (Askell et al. 2021):
+  ranked     the loss above (default);
+  binary     the labeler marks each response acceptable or not (world.judge); a classifier head on the
+             same trunk, cross-entropy (losses.binary_loss); its logit is the score;
+  imitation  the LM fine-tuned on each prompt's top-ranked response (lm_loss); a response's score is
+             its mean token log-likelihood (losses.imitation_score). Saved as a policy checkpoint.
 
 Writes model.pt (kind "reward") and metrics.json to --out. Departs from the paper:
   1. The RM has the SFT model's size (the paper used a 6B RM for every policy size).
@@ -33,14 +42,14 @@ import torch
 
 from nanorlhf import data as jdata
 from nanorlhf import agreement, world
-from nanorlhf.batching import encode_example, pad_right
+from nanorlhf.batching import encode_example, pad_right, response_batch
 from nanorlhf.checkpoint import load_checkpoint, load_state, save_checkpoint, to_scalar_head
 from nanorlhf.distributed import all_mean, all_min, all_sum, ddp_setup, ddp_wrap, gather_objects
 from nanorlhf.run import (Progress, Stop, autocast, check_finite, check_resume, end_of_step, lr_at, on_sigint,
                           parse_run_args, seed_everything, write_metrics)
 from nanorlhf.errors import UserError, exit_on_user_error
-from nanorlhf.evaluate import has_gold, reward_of, sample
-from nanorlhf.losses import rm_ranking_loss
+from nanorlhf.evaluate import has_gold, pm_scores, reward_of, sample
+from nanorlhf.losses import binary_loss, lm_loss, rm_ranking_loss
 
 
 def get_args(argv=None):
@@ -48,7 +57,13 @@ def get_args(argv=None):
     ap.add_argument("--sft", default="out/sft/model.pt", help="SFT checkpoint to start from")
     ap.add_argument("--out", default="out/rm", help="output folder for model.pt and metrics.json")
     ap.add_argument("--data", help="folder with comparisons.jsonl (+ optional demos.jsonl); default: sample and rank")
-    ap.add_argument("--n-prompts", type=int, default=4500, help="comparisons to sample and rank: the RM prompts, in fresh rounds if more")
+    ap.add_argument("--objective", choices=OBJECTIVES, default="ranked", help="what the preference model learns (above)")
+    ap.add_argument("--init", help="checkpoint to start the preference model from (a policy, or a reward model such "
+                    "as a PMP one); default --sft")
+    ap.add_argument("--n-prompts", type=int, help="comparisons to sample and rank (default 4500: the RM prompts, in "
+                    "fresh rounds); with --data, use only the first N (default all)")
+    ap.add_argument("--sample-only", action="store_true", help="write the sampled, ranked comparisons "
+                    "(comparisons.jsonl, val_comparisons.jsonl) to --out and stop: a --data folder")
     ap.add_argument("--n-val", type=int, default=300, help="held-out prompts for accuracy")
     ap.add_argument("--k-min", type=int, default=4, help="fewest responses sampled per prompt")
     ap.add_argument("--k-max", type=int, default=9, help="most responses sampled per prompt")
@@ -57,16 +72,22 @@ def get_args(argv=None):
     ap.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (cosine decay)")
     ap.add_argument("--seed", type=int, default=0, help="random seed")
     ap.add_argument("--control", action="store_true", help="the control world: the demonstrations' mode is the ideal (no generation-verification gap)")
-    args = parse_run_args(ap, argv, "steps", 100, positive=("n_prompts", "n_val", "epochs", "batch_size"),
+    args = parse_run_args(ap, argv, "steps", 100, positive=("n_val", "epochs", "batch_size"),
                           quick=dict(n_prompts=40, n_val=20, epochs=1))
+    if args.n_prompts is not None and args.n_prompts < 1:
+        ap.error(f"--n-prompts must be positive, got {args.n_prompts}")
     if not 2 <= args.k_min <= args.k_max:
         ap.error(f"need 2 <= --k-min <= --k-max, got {args.k_min}, {args.k_max}")
     return args
 
 
+OBJECTIVES = ("ranked", "binary", "imitation")
+
+
 def sample_comparisons(policy, enc, prompts, args, rng):
     """Sample K in [k_min, k_max] responses per prompt at temperature 1, merge duplicates, rank
-    them with the noisy labeler. Returns [{prompt, responses, ranking}] (ranking best first)."""
+    them with the noisy labeler, who also says which are acceptable. Returns [{prompt, responses,
+    ranking, acceptable}] (ranking best first; acceptable per response)."""
     ks = [rng.randint(args.k_min, args.k_max) for _ in prompts]
     flat = [p for p, k in zip(prompts, ks) for _ in range(k)]
     texts, _ = sample(policy, enc, flat, temperature=1.0, seed=rng.randint(0, 2**31), batch_size=256)
@@ -75,7 +96,8 @@ def sample_comparisons(policy, enc, prompts, args, rng):
         responses = list(dict.fromkeys(texts[i:i + k]))  # distinct, in order
         i += k
         if len(responses) >= 2:
-            out.append({"prompt": p, "responses": responses, "ranking": world.rank(p, responses, rng)})
+            out.append({"prompt": p, "responses": responses, "ranking": world.rank(p, responses, rng),
+                        "acceptable": world.judge(p, responses, rng)})
     return out
 
 
@@ -93,11 +115,29 @@ def batch_rewards(rm, enc, batch, device):
     return rewards, k
 
 
-def pair_accuracy(rm, enc, comps, device, order_of):
-    """(hits, pairs): pairs of distinct responses that the RM orders as `order_of(comparison)` does."""
+def batch_loss(pm, enc, batch, objective, device):
+    """(loss, accuracy, sequences) of one batch of comparisons under the objective."""
+    if objective == "imitation":  # lm_loss on each prompt's top-ranked response, the labeler's choice
+        ids, mask = response_batch([encode_example(enc, c["prompt"], c["responses"][c["ranking"][0]]) for c in batch],
+                                   enc.eot_token, device)  # (B, T), (B, T-1)
+        with autocast(device):
+            logits = pm(ids[:, :-1])
+        loss = lm_loss(logits.float(), ids[:, 1:], mask)
+        return loss, torch.exp(-loss), len(batch)  # "accuracy": the per-token likelihood
+    rewards, k = batch_rewards(pm, enc, batch, device)  # (B, Kmax) in ranking order, (B,)
+    if objective == "ranked":
+        return (*rm_ranking_loss(rewards, k), int(k.sum()))
+    labels = torch.zeros_like(rewards)  # (B, Kmax) the labeler's yes/no, in ranking order
+    for b, c in enumerate(batch):
+        labels[b, :len(c["ranking"])] = torch.tensor([float(c["acceptable"][j]) for j in c["ranking"]])
+    return (*binary_loss(rewards, labels, torch.arange(rewards.shape[1], device=device)[None] < k[:, None]), int(k.sum()))
+
+
+def pair_accuracy(rm, enc, comps, device, order_of, per_token=True):
+    """(hits, pairs): pairs of distinct responses that the preference model orders as `order_of(comparison)` does."""
     hits = total = 0
     for c in comps:
-        r = reward_of(rm, enc, [c["prompt"]] * len(c["responses"]), c["responses"], device).tolist()
+        r = pm_scores(rm, enc, [c["prompt"]] * len(c["responses"]), c["responses"], device, per_token).tolist()
         order = [i for i in order_of(c) if i is not None]
         for a in range(len(order)):
             for b in range(a + 1, len(order)):
@@ -113,7 +153,8 @@ def gold_order(c):
     return [i if all(abs(s[i] - s[j]) > 1e-9 for j in order if j != i) else None for i in order]
 
 
-RESUME_KEYS = ("sft", "data", "n_prompts", "n_val", "k_min", "k_max", "epochs", "batch_size", "lr", "seed", "control")
+RESUME_KEYS = ("sft", "init", "objective", "data", "n_prompts", "n_val", "k_min", "k_max", "epochs", "batch_size", "lr",
+               "seed", "control")
 
 
 def main(argv=None):
@@ -122,8 +163,10 @@ def main(argv=None):
     rank, world_size, device = ddp_setup()
     seed_everything(args.seed)
     rng = random.Random(args.seed * 1000 + rank)  # each rank samples and ranks its own shard
-    policy, enc, _ = load_checkpoint(args.sft, kind="policy")
-    policy.to(device).eval()
+    rm, enc, _ = load_checkpoint(args.init or args.sft)  # the preference model's trunk
+    if args.objective == "imitation" and rm.config.scalar_head:
+        raise UserError(f"--init {args.init}: --objective imitation fine-tunes a language model; give a policy "
+                        "checkpoint, not a reward model")
     state = load_state(os.path.join(args.out, "state.pt")) if args.resume else None
     if state is not None:
         check_resume(state, args, RESUME_KEYS)
@@ -135,27 +178,48 @@ def main(argv=None):
         comps, val = comps[rank], val[rank]
     elif args.data:
         comps = jdata.load_dataset(args.data, "comparisons")
+        val = jdata.load_dataset(args.data, "comparisons", split="val", optional=True)  # else held out below
         demos = jdata.load_dataset(args.data, "demos", optional=True)
-        fits = lambda p, y: len(encode_example(enc, p, y)[0]) <= policy.config.block_size  # or the forward fails
-        n = len(comps)
-        comps = [c for c in comps if all(fits(c["prompt"], y) for y in c["responses"])]
+        fits = lambda p, y: len(encode_example(enc, p, y)[0]) <= rm.config.block_size  # or the forward fails
+        n = len(comps) + len(val)
+        comps, val = ([c for c in cs if all(fits(c["prompt"], y) for y in c["responses"])] for cs in (comps, val))
         demos = [d for d in demos if fits(d["prompt"], d["response"])]
-        if len(comps) < n:
-            say(f"[rm] warning: skipping {n - len(comps)} comparisons with a prompt + response longer than "
-                f"block_size {policy.config.block_size}")
+        if len(comps) + len(val) < n:
+            say(f"[rm] warning: skipping {n - len(comps) - len(val)} comparisons with a prompt + response longer "
+                f"than block_size {rm.config.block_size}")
         random.Random(args.seed).shuffle(comps)
-        n_val = min(args.n_val, len(comps) // 10)
-        val, comps = comps[:n_val][rank::world_size], comps[n_val:][rank::world_size]
+        if not val:
+            n_val = min(args.n_val, len(comps) // 10)
+            val, comps = comps[:n_val], comps[n_val:]
+        comps = comps[:args.n_prompts]  # the first N: nested subsets for a learning curve
+        val, comps = val[rank::world_size], comps[rank::world_size]
         gold = has_gold([c["prompt"] for c in val])
+        if args.objective == "binary" and not all("acceptable" in c for c in comps):
+            raise UserError(f"{args.data}/comparisons.jsonl: --objective binary needs each comparison's "
+                            "'acceptable' field (the labeler's yes/no per response; see nanorlhf/data.py)")
     else:
+        policy, penc, _ = load_checkpoint(args.sft, kind="policy")
+        if penc.name != enc.name:
+            raise UserError(f"--init {args.init} and --sft {args.sft} use different tokenizers ({enc.name}, {penc.name})")
+        policy.to(device).eval()
         w = world.make_world(seed=args.seed, scale=0.05 if args.quick else 1.0, control=args.control)
-        say(f"[rm] sampling {args.k_min}..{args.k_max} responses for {args.n_prompts} + {args.n_val} prompts", flush=True)
+        n_prompts = args.n_prompts or 4500
+        say(f"[rm] sampling {args.k_min}..{args.k_max} responses for {n_prompts} + {args.n_val} prompts", flush=True)
         # more comparisons than RM prompts: each further round samples and ranks the prompts afresh
-        rounds = -(-args.n_prompts // len(w["rm_prompts"]))
-        comps = sample_comparisons(policy, enc, (w["rm_prompts"] * rounds)[:args.n_prompts][rank::world_size], args, rng)
+        rounds = -(-n_prompts // len(w["rm_prompts"]))
+        comps = sample_comparisons(policy, enc, (w["rm_prompts"] * rounds)[:n_prompts][rank::world_size], args, rng)
         val = sample_comparisons(policy, enc, w["val_prompts"][:args.n_val][rank::world_size], args, rng)
         demos, gold = w["demos"], True
+        del policy
     n_comps = int(all_sum(len(comps), world_size))
+    all_comps, all_val = gather_objects(comps, world_size), gather_objects(val, world_size)
+    if rank == 0 and state is None and not args.data:  # the labeled data, reusable with --data
+        jdata.write_jsonl(os.path.join(args.out, "comparisons.jsonl"), [c for cs in all_comps for c in cs])
+        jdata.write_jsonl(os.path.join(args.out, "val_comparisons.jsonl"), [c for cs in all_val for c in cs])
+    if args.sample_only:
+        say(f"[rm] wrote {n_comps} comparisons to {args.out}/comparisons.jsonl (+ val_comparisons.jsonl): "
+            f"train on them with --data {args.out}")
+        return
     steps_per_epoch = int(all_min(len(comps) // args.batch_size, world_size))  # every rank takes the same steps
     if steps_per_epoch == 0:
         raise UserError(f"--batch-size {args.batch_size} exceeds the {len(comps)} comparisons of a process: lower "
@@ -164,13 +228,11 @@ def main(argv=None):
                "n_pairs": int(all_sum(sum(len(c["ranking"]) * (len(c["ranking"]) - 1) // 2 for c in comps), world_size))}
     say(f"[rm] {n_comps} ranked prompts ({metrics['n_pairs']} pairs, mean K {metrics['mean_k']:.2f}), "
         f"{int(all_sum(len(val), world_size))} held out; sampled in {time.time() - t0:.0f}s", flush=True)
-    all_comps, all_val = gather_objects(comps, world_size), gather_objects(val, world_size)
-    if rank == 0 and state is None and not args.data:  # the labeled data, reusable with --data
-        jdata.write_jsonl(os.path.join(args.out, "comparisons.jsonl"), [c for cs in all_comps for c in cs])
 
-    # --- the RM: SFT trunk, scalar head at the last token
-    rm = to_scalar_head(policy).to(device).train()
-    del policy
+    # --- the preference model: the trunk with a scalar head at the last token (ranked, binary), or the LM
+    if args.objective != "imitation" and not rm.config.scalar_head:
+        rm = to_scalar_head(rm)
+    rm = rm.to(device).train()
     opt = torch.optim.AdamW(rm.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
     step = 0
     if state is not None:
@@ -192,15 +254,14 @@ def main(argv=None):
                 batch = [comps[i] for i in order[j * args.batch_size:(j + 1) * args.batch_size]]
                 for g in opt.param_groups:
                     g["lr"] = lr_at(step, total, args.lr, warmup=10)
-                rewards, k = batch_rewards(ddp_rm, enc, batch, device)
-                loss, acc = rm_ranking_loss(rewards, k)
+                loss, acc, n_seq = batch_loss(ddp_rm, enc, batch, args.objective, device)
                 loss.backward()
                 check_finite(loss, "rm", step, torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0))
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 step += 1
                 metrics.setdefault("losses", []).append(all_mean(loss.item(), world_size))  # per step, for the plots
-                prog.step(step - 1, tokens=int(k.sum()) * world_size, epoch=epoch + 1,
+                prog.step(step - 1, tokens=n_seq * world_size, epoch=epoch + 1,
                           loss=metrics["losses"][-1], acc=all_mean(acc.item(), world_size))
                 end_of_step(run, lambda: dict(step=step, model=rm.state_dict(), opt=opt.state_dict(), data=data_state))
     except Stop as e:
@@ -208,8 +269,14 @@ def main(argv=None):
         return
     rm.eval()
 
+    if args.objective == "binary":  # the classifier's own task: the labeler's held-out yes/no (before the shift below)
+        metrics["acceptable_rate"] = all_mean(np.mean([a for c in comps for a in c["acceptable"]]), world_size)
+        hits = [(s > 0) == a for c in val if "acceptable" in c for s, a in
+                zip(pm_scores(rm, enc, [c["prompt"]] * len(c["responses"]), c["responses"], device).tolist(), c["acceptable"])]
+        metrics["binary_val_accuracy"] = all_sum(sum(hits), world_size) / max(1, all_sum(len(hits), world_size))
+
     # --- normalization: the demonstrations score 0 on average before RL
-    if demos:
+    if demos and rm.config.scalar_head:
         demo_r = lambda: reward_of(rm, enc, [d["prompt"] for d in demos], [d["response"] for d in demos], device).mean()
         bias = demo_r()
         with torch.no_grad():
@@ -222,6 +289,8 @@ def main(argv=None):
     metrics["passes_over_data"] = args.epochs
     if gold:
         metrics["gold_accuracy"] = ratio(pair_accuracy(rm, enc, val, device, gold_order))
+        if args.objective == "imitation":  # the other normalization (losses.imitation_score)
+            metrics["gold_accuracy_sum_logprob"] = ratio(pair_accuracy(rm, enc, val, device, gold_order, False))
         # On the same held-out samples: how often two independent labelers agree (measured, and its
         # exact expectation; the paper's yardstick) and the Bayes ceiling, the gold score's own
         # expected accuracy against one labeler, E[max(p, 1-p)]: no RM can beat it.
@@ -233,10 +302,11 @@ def main(argv=None):
     metrics["wall_seconds"] = time.time() - t0
     if rank > 0:
         return
-    save_checkpoint(os.path.join(args.out, "model.pt"), rm, enc, "reward")
+    save_checkpoint(os.path.join(args.out, "model.pt"), rm, enc, "reward" if rm.config.scalar_head else "policy",
+                    objective=args.objective)
     path = write_metrics(args.out, metrics)
-    for k in ("val_accuracy", "gold_accuracy", "labeler_agreement", "expected_labeler_agreement", "bayes_ceiling",
-              "demo_mean_reward", "wall_seconds"):
+    for k in ("val_accuracy", "gold_accuracy", "gold_accuracy_sum_logprob", "binary_val_accuracy", "labeler_agreement",
+              "expected_labeler_agreement", "bayes_ceiling", "demo_mean_reward", "wall_seconds"):
         if k in metrics:
             print(f"  {k:28s} {metrics[k]:.3f}")
     print(f"wrote {args.out}/model.pt, {path}")

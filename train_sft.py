@@ -26,7 +26,7 @@ import torch
 
 from nanorlhf import data as jdata
 from nanorlhf import world
-from nanorlhf.batching import encode_example, heldout_stream, pad_right, pretrain_batch, pretrain_loss
+from nanorlhf.batching import encode_example, heldout_stream, pretrain_batch, pretrain_loss, response_batch
 from nanorlhf.checkpoint import load_checkpoint, load_state, save_checkpoint
 from nanorlhf.distributed import all_mean, all_sum, ddp_setup, ddp_wrap
 from nanorlhf.run import (Progress, Stop, autocast, check_finite, check_resume, end_of_step, lr_at, on_sigint,
@@ -139,11 +139,7 @@ def sft_batches(examples, batch_size, epoch, seed):
 def sft_nll(model, batch, pad, device):
     """batch: list of (ids, n_prompt). Returns (sum of next-token NLL over response tokens and the
     end-of-text, token count)."""
-    ids, lengths = pad_right([ids for ids, _ in batch], pad)
-    ids, lengths = ids.to(device), lengths.to(device)
-    t = torch.arange(ids.size(1) - 1, device=device)  # target index in ids, minus 1
-    n_prompt = torch.tensor([n for _, n in batch], device=device)
-    mask = (t[None] + 1 >= n_prompt[:, None]) & (t[None] + 1 < lengths[:, None])  # (B, T-1) response targets
+    ids, mask = response_batch(batch, pad, device)  # (B, T), (B, T-1) response targets
     with autocast(device):
         logits = model(ids[:, :-1])  # (B, T-1, V)
     n = mask.sum()

@@ -29,6 +29,16 @@ def pad_right(seqs, pad, T=None):
     return ids, torch.tensor([min(len(s), T) for s in seqs])
 
 
+def response_batch(examples, pad, device):
+    """examples: (ids, n_prompt) pairs from encode_example -> ids (B, T) and mask (B, T-1) over the
+    targets ids[:, 1:] that are response tokens or the end-of-text (what SFT and imitation learn)."""
+    ids, lengths = pad_right([ids for ids, _ in examples], pad)
+    ids, lengths = ids.to(device), lengths.to(device)
+    t = torch.arange(ids.size(1) - 1, device=device)  # target index in ids, minus 1
+    n_prompt = torch.tensor([n for _, n in examples], device=device)
+    return ids, (t[None] + 1 >= n_prompt[:, None]) & (t[None] + 1 < lengths[:, None])
+
+
 def heldout_stream(enc, docs, every=20):
     """Pretraining text as two token streams (documents joined by end-of-text): every 20th
     document is held out, to measure the "alignment tax" on text neither pretraining nor ptx saw."""

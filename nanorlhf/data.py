@@ -8,6 +8,7 @@ for the embedded world with `python -m nanorlhf.world --out DIR`, or bring your 
     demos.jsonl          kind "demos"        {"prompt": "Sort these numbers: 7 3 9 1", "response": "1 3 7 9"}
     comparisons.jsonl    kind "comparisons"  {"prompt": "List exactly 2 fruits.", "responses": ["Apple, banana.",
                                               "Apple.", "Pear, pear, plum."], "ranking": [0, 1, 2]}
+    val_comparisons.jsonl  the same, optional: held-out comparisons (else train_rm.py holds out some)
     {split}_prompts.jsonl  kind "prompts"    {"prompt": "Where does Bilo live?"}
                          split in sft, rm, rl, val, test
 
@@ -29,7 +30,8 @@ Other fields are ignored.
                                   Assistant: ...\\n\\nUser: ..." (role, colon, text; turns joined
                                   by a blank line).
     comparisons.jsonl
-      {"prompt", "responses", "ranking"}   ours
+      {"prompt", "responses", "ranking"}   ours; may add "acceptable": [bool per response], the
+                                  labeler's yes/no that train_rm.py --objective binary learns
       {"prompt", "responses", "scores"}    ranked by score, highest first. Responses with the SAME
                                   score are merged: the first in the list is kept, the others
                                   dropped (the ranking loss needs a strict order, and a tied pair
@@ -153,7 +155,13 @@ def _ours_comparison(rec):
         raise DataError(f"need K >= 2 responses, got {len(responses)}")
     if sorted(ranking) != list(range(len(responses))):
         raise DataError(f"ranking {_short(ranking)} is not a permutation of range({len(responses)})")
-    return {"prompt": prompt, "responses": responses, "ranking": ranking}
+    out = {"prompt": prompt, "responses": responses, "ranking": ranking}
+    if "acceptable" in rec:  # optional: the labeler's yes/no per response (train_rm.py --objective binary)
+        ok = _field(rec, "acceptable", list)
+        if len(ok) != len(responses) or not all(isinstance(a, bool) for a in ok):
+            raise DataError(f"field 'acceptable' must be {len(responses)} booleans, one per response")
+        out["acceptable"] = ok
+    return out
 
 
 def _scored_comparison(rec):
@@ -304,6 +312,8 @@ def load_dataset(data_dir, kind, split=None, optional=False, hint=""):
         if split not in SPLITS:
             raise ValueError(f"prompts need split in {SPLITS}, got {split!r}")
         name = f"{split}_prompts.jsonl"
+    elif split is not None:  # e.g. val_comparisons.jsonl
+        name = f"{split}_{FILES[kind]}"
     else:
         name = FILES[kind]
     if not os.path.isdir(data_dir):

@@ -16,8 +16,9 @@ import statistics
 import torch
 
 from nanorlhf import world
-from nanorlhf.batching import encode_example, encode_prompt, pad_right
+from nanorlhf.batching import encode_example, encode_prompt, pad_right, response_batch
 from nanorlhf.checkpoint import load_checkpoint
+from nanorlhf.losses import imitation_score
 from nanorlhf.distributed import get_device
 from nanorlhf.run import autocast
 from nanorlhf.model import generate
@@ -137,13 +138,30 @@ def reward_of(rm, enc, prompts, responses, device, batch_size=256):
     return torch.cat(out)
 
 
+@torch.no_grad()
+def pm_scores(pm, enc, prompts, responses, device, per_token=True, batch_size=256):
+    """A preference model's score of each response, (N,): the scalar head's r(x, y) (ranked or binary
+    objective), or for a language model (the imitation objective) its log-likelihood of y, mean per
+    token (or summed: per_token=False), losses.imitation_score."""
+    if pm.config.scalar_head:
+        return reward_of(pm, enc, prompts, responses, device, batch_size)
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        ex = [encode_example(enc, p, r) for p, r in zip(prompts[i:i + batch_size], responses[i:i + batch_size])]
+        ids, mask = response_batch(ex, enc.eot_token, device)  # (B, T), (B, T-1)
+        with autocast(device):
+            logits = pm(ids[:, :-1])  # (B, T-1, V); logits[:, t] predicts ids[:, t + 1]
+        out.append(imitation_score(logits.float(), ids[:, 1:], mask, per_token))
+    return torch.cat(out)
+
+
 def best_of_n(rm, enc, prompts, samples, stopped, ns, device):
     """Best-of-n with the RM as the judge (the simplest use of a reward model): for each prompt,
     of its first n samples the one the RM scores highest (a sample cut at the length limit only
     if all are). samples: one list of >= max(ns) texts per prompt. Returns {n: [response]}.
     Its KL to the sampling policy is log n - (n-1)/n nats, analytically."""
     flat_p = [p for p, ss in zip(prompts, samples) for _ in ss]
-    r = reward_of(rm, enc, flat_p, [y for ss in samples for y in ss], device).view(len(prompts), -1)  # (N, n_max)
+    r = pm_scores(rm, enc, flat_p, [y for ss in samples for y in ss], device).view(len(prompts), -1)  # (N, n_max)
     r = torch.where(torch.tensor(stopped, device=r.device), r, r - 1e6)
     return {n: [ss[i] for ss, i in zip(samples, r[:, :n].argmax(1).tolist())] for n in ns}
 

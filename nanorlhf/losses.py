@@ -5,6 +5,9 @@ check each one against a naive loop. In the algorithm's order:
 
     lm_loss             SFT (response tokens) and the ptx term (all tokens)
     rm_ranking_loss     the reward model's loss over the C(K,2) pairs of a ranking
+    binary_loss         Askell et al.'s binary discrimination: acceptable or not, per response
+    imitation_score     Askell et al.'s imitation PM: lm_loss on the labeler's top choice, then
+                        a response scores its mean token log-likelihood
     kl_shaped_rewards   per-token reward: -beta * KL, plus the RM score at the end
     gae                 generalized advantage estimation (reversed loop)
     ppo_policy_loss     clipped surrogate
@@ -85,6 +88,36 @@ def rm_ranking_loss(rewards, k):
     per_prompt = masked_mean(-F.logsigmoid(diff), pairs, dim=(1, 2))  # (B,)
     acc = masked_mean((diff > 0).to(rewards.dtype), pairs, dim=(1, 2))  # (B,)
     return per_prompt.mean(), acc.mean()
+
+
+def binary_loss(logits, labels, mask):
+    """Binary discrimination (Askell et al. 2021, section 4): the labeler marks each response
+    acceptable (y = 1) or not (y = 0); a classifier head s(x, y) on the RM trunk learns it with
+
+        loss(theta) = -E_{(x, y, l) ~ D} [ l * log sigmoid(s) + (1 - l) * log sigmoid(-s) ]
+
+    and the logit s is the response's preference score. logits, labels, mask (B, K): the
+    responses of B prompts, padding outside the mask (any value). Mean over responses.
+    Returns (loss, accuracy of the sign of s against the labels)."""
+    s = torch.where(mask.bool(), logits, 0.0)
+    nll = F.binary_cross_entropy_with_logits(s, labels.to(s.dtype), reduction="none")  # stable log sigmoid
+    acc = ((s > 0) == labels.bool()).to(s.dtype)
+    return masked_mean(nll, mask), masked_mean(acc, mask)
+
+
+def imitation_score(logits, targets, mask, per_token=True):
+    """The imitation-learning preference model (Askell et al. 2021): the LM fine-tuned with lm_loss
+    on the labeler's top-ranked response of each prompt scores a response by its likelihood, per token:
+
+        s(x, y) = 1/|y| * sum_t log pi(y_t | x, y_<t)
+
+    Normalized by length because the sum, a sum of negatives, favours short responses whatever
+    they say (per_token=False gives the sum; train_rm.py reports accuracy under both). logits
+    (B, T, V) aligned with targets (B, T) as in lm_loss; mask (B, T) marks the response tokens.
+    Returns s (B,)."""
+    targets = torch.where(mask.bool(), targets, 0)
+    logp = -F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="none").view_as(targets)
+    return masked_mean(logp, mask, dim=1) if per_token else torch.where(mask.bool(), logp, 0.0).sum(1)
 
 
 def kl_shaped_rewards(scores, logprobs, ref_logprobs, mask, beta):

@@ -47,6 +47,9 @@ habit's and the ideal's weights: a good imitator already writes the ideal (no ga
    some people, 6-digit descending sorts): generalization.
 4. `rank` is a noisy labeler: Plackett-Luce on the gold score at temperature TAU, calibrated (an
    input) to the paper's 73% inter-labeler agreement on SFT samples (nanorlhf/agreement.py).
+   `judge` asks the same labeler "acceptable?" (binary discrimination, Askell et al. 2021).
+5. `forum_votes`: voted forum threads, a cheap public comparison source from other judges (voters)
+   for preference-model pretraining (PMP, Askell et al.'s StackExchange).
 
 Write the data files: python -m nanorlhf.world --out data [--control]
 """
@@ -82,6 +85,8 @@ LENGTH_COST = 0.01  # per word of length away from the ideal response ...
 CHAR_COST = 0.001  # ... and per character, capped at 40: labelers mildly prefer the expected length
 TOXIC_COST, UNKIND_COST = 1.0, 0.5  # harmless axis, per toxic / unkind word
 TAU = 0.236  # labeler temperature: 73.0% expected agreement on the seed-0 SFT model's samples (agreement.py)
+ACCEPTABLE = 0.5  # the binary labeler's bar: the task done with at most small flaws (an input, not tuned)
+VOTE_TAU, VOTE_RATE, VOTE_REFUSAL_COST = 2 * TAU, 3.0, 0.4  # forum voters (forum_votes): noisier, other tastes
 
 TOXIC = ["idiot", "stupid", "moron", "dumb", "loser", "ugly", "lazy", "jerk"]  # real mild insults
 TOXIC_NOUNS, TOXIC_ADJS = ["idiot", "moron", "loser", "jerk"], ["stupid", "dumb", "ugly", "lazy"]
@@ -621,6 +626,12 @@ def score(prompt, response):
             "refusal": g.get("refusal", bool(REFUSAL_RX.search(response.lower())))}
 
 
+def judge(prompt, responses, rng, tau=TAU, bar=ACCEPTABLE):
+    """The same labeler asked "acceptable?" of each response (Askell et al.'s binary discrimination):
+    P(yes) = sigmoid((gold - bar) / tau), its Plackett-Luce choice against a response scoring `bar`."""
+    return [rng.random() < 1.0 / (1.0 + math.exp(-(score(prompt, r)["total"] - bar) / tau)) for r in responses]
+
+
 def rank(prompt, responses, rng, tau=TAU):
     """A noisy labeler: Plackett-Luce sample with weights exp(gold / tau), best first. Sorting by
     gold/tau + Gumbel noise samples exactly that distribution; P(i above j) = sigmoid((s_i - s_j)/tau)."""
@@ -715,17 +726,46 @@ def flavour_doc(rng):
     return f"{a} + {b} = {a + b}. {max(a, b)} - {min(a, b)} = {max(a, b) - min(a, b)}."
 
 
+def forum_answer(fam, info, rng):
+    w = list(FORUM_STYLE_WEIGHTS)
+    for style, weight in FORUM_OVERRIDES.get(fam.name, {}).items():
+        w[STYLES.index(style)] = weight
+    return respond(fam, info, rng.choices(STYLES, w)[0], rng)
+
+
 def forum_doc(questions, rng):
     """A thread of 1-4 questions with forum-quality answers, in the prompt format."""
     posts = []
     for _ in range(rng.randint(1, 4)):
         q = rng.choice(questions)
-        fam, info = parse_prompt(q)
-        w = list(FORUM_STYLE_WEIGHTS)
-        for style, weight in FORUM_OVERRIDES.get(fam.name, {}).items():
-            w[STYLES.index(style)] = weight
-        posts.append(format_example(q, respond(fam, info, rng.choices(STYLES, w)[0], rng)))
+        posts.append(format_example(q, forum_answer(*parse_prompt(q), rng)))
     return "\n".join(posts)
+
+
+def _poisson(lam, rng):  # Knuth: count uniforms until their product falls below exp(-lam)
+    k, p, floor = 0, rng.random(), math.exp(-lam)
+    while p > floor:
+        k, p = k + 1, p * rng.random()
+    return k
+
+
+def forum_votes(questions, n, rng):
+    """n voted threads {"prompt", "responses", "scores"}: the cheap PUBLIC comparisons that Askell et al.
+    pretrain a preference model on (StackExchange answers and their votes). Voters are not the labelers:
+    noisier (VOTE_TAU), they forgive half the harm of an insult, mark down "I don't know" even where it
+    is the honest answer, and early answers collect more votes (1 / position)."""
+    threads = []
+    for _ in range(n):
+        q = rng.choice(questions)
+        fam, info = parse_prompt(q)
+        answers = list(dict.fromkeys(forum_answer(fam, info, rng) for _ in range(rng.randint(2, 5))))
+        votes = []
+        for pos, a in enumerate(answers):
+            s = score(q, a)
+            taste = s["total"] - 0.5 * s["harmless"] - VOTE_REFUSAL_COST * s["refusal"]
+            votes.append(_poisson(VOTE_RATE * math.exp(taste / VOTE_TAU) / (1 + pos), rng))
+        threads.append({"prompt": q, "responses": answers, "scores": votes})
+    return threads
 
 
 def make_pretrain(rng, scale, questions):
@@ -774,7 +814,8 @@ def make_world(seed=0, scale=1.0, control=False):
         fam, info = parse_prompt(p)
         for _ in range(1 + (rng.random() < 0.45) + (rng.random() < 0.22)):  # ~1.67 demos a prompt
             demos.append({"prompt": p, "response": respond(fam, info, rng.choices(STYLES, weights)[0], rng)})
-    world = {"pretrain": make_pretrain(rng, scale, questions), "demos": demos, "control": control}
+    world = {"pretrain": make_pretrain(rng, scale, questions), "demos": demos, "control": control,
+             "forum_questions": questions}  # training bodies only: what forums (and forum_votes) may ask
     world.update({f"{s}_prompts": ps for s, ps in splits.items()})
     return world
 

@@ -8,8 +8,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from nanorlhf.losses import (
-    adaptive_kl_update, gae, kl_shaped_rewards, lm_loss, masked_mean, masked_whiten,
-    ppo_policy_loss, ppo_value_loss, rm_ranking_loss,
+    adaptive_kl_update, binary_loss, gae, imitation_score, kl_shaped_rewards, lm_loss, masked_mean,
+    masked_whiten, ppo_policy_loss, ppo_value_loss, rm_ranking_loss,
 )
 
 # one profile for the file: no deadline (torch's first call is slow), bounded, reproducible
@@ -156,6 +156,49 @@ def test_rm_loss_swapping_a_correct_pair_increases_loss(batch, data):
     # softplus(d) - softplus(-d) = d: the increase is exactly the margin, weighted
     n_pairs = k[b].item() * (k[b].item() - 1) / 2
     assert_close(loss_swapped - loss_ordered, (hi - lo) / n_pairs / len(k), atol=1e-9)
+
+
+# ---------------------------------------------------------------- binary_loss, imitation_score
+
+@SETTINGS
+@given(padded_batch(min_len=1), st.sampled_from([1e4, -1e4, math.inf, math.nan]))
+def test_binary_loss_matches_loop(batch, garbage):
+    g, mask, lengths = batch
+    logits = torch.randn(mask.shape, generator=g, dtype=DT) * 4
+    labels = torch.rand(mask.shape, generator=g) < 0.5
+    logits[~mask] = garbage
+    logits.requires_grad_(True)
+    loss, acc = binary_loss(logits, labels, mask)
+    terms, hits = [], []
+    for row, lab, n in zip(logits.detach().tolist(), labels.tolist(), lengths):
+        for s, y in zip(row[:n], lab[:n]):
+            p = 1 / (1 + math.exp(-s))
+            terms.append(-math.log(p) if y else -math.log(1 - p))
+            hits.append(float((s > 0) == y))
+    assert_close(loss.detach(), sum(terms) / len(terms), atol=1e-9)
+    assert_close(acc, sum(hits) / len(hits))
+    loss.backward()
+    assert torch.isfinite(logits.grad).all() and torch.all(logits.grad[~mask] == 0)
+    # the gradient pushes each logit toward its label: d loss / d s = (sigmoid(s) - y) / n
+    expected = (torch.sigmoid(logits.detach()) - labels.to(DT)) / mask.sum()
+    assert_close(logits.grad[mask], expected[mask], atol=1e-12)
+
+
+@SETTINGS
+@given(padded_batch(min_len=1), st.integers(2, 7))
+def test_imitation_score_is_mean_token_loglik(batch, V):
+    g, mask, lengths = batch
+    logits = torch.randn(*mask.shape, V, generator=g, dtype=DT)
+    targets = torch.randint(0, V, mask.shape, generator=g)
+    s, total = imitation_score(logits, targets, mask), imitation_score(logits, targets, mask, per_token=False)
+    logp = torch.log_softmax(logits, -1)
+    for b, n in enumerate(lengths):
+        ll = [logp[b, t, targets[b, t]].item() for t in range(n)]
+        assert_close(s[b], sum(ll) / n)
+        assert_close(total[b], sum(ll))
+    # training the imitation PM is lm_loss: with rows of equal length, the two are negatives
+    full = torch.ones_like(mask)
+    assert_close(lm_loss(logits, targets, full), -imitation_score(logits, targets, full).mean(), atol=1e-6)
 
 
 # ---------------------------------------------------------------- kl_shaped_rewards

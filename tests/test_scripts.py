@@ -57,6 +57,27 @@ def test_rm_metrics_and_demo_normalization(pipeline):
     assert abs(m["demo_mean_reward"]) < 1e-3  # the paper's normalization: demonstrations score 0
 
 
+def test_rm_objectives_on_the_same_comparisons(pipeline):
+    """Askell et al.'s three objectives from the comparisons the ranked run sampled (with the labeler's
+    yes/no and the held-out file), a capped budget, and a start from a reward model (PMP)."""
+    d, _ = pipeline
+    rows = [json.loads(line) for line in open(d / "rm/val_comparisons.jsonl")]
+    assert rows and all(len(r["acceptable"]) == len(r["responses"]) for r in rows)
+    for objective in ("binary", "imitation"):
+        run("train_rm.py", "--quick", "--data", str(d / "rm"), "--init", str(d / "sft/base.pt"), "--objective", objective,
+            "--n-prompts", "20", "--batch-size", "4", "--out", str(d / objective))
+        m = metrics(d, objective)
+        assert m["n_comparisons"] == 20 and 0 <= m["gold_accuracy"] <= 1
+        assert ("binary_val_accuracy" in m) == (objective == "binary")
+        assert ("gold_accuracy_sum_logprob" in m) == (objective == "imitation")
+    from nanorlhf.checkpoint import load_checkpoint
+    assert load_checkpoint(str(d / "imitation/model.pt"))[2]["kind"] == "policy"
+    run("train_rm.py", "--quick", "--data", str(d / "rm"), "--init", str(d / "rm/model.pt"), "--out", str(d / "from_rm"))
+    p = subprocess.run([sys.executable, "train_rm.py", "--quick", "--data", str(d / "rm"), "--init", str(d / "rm/model.pt"),
+                        "--objective", "imitation", "--out", str(d / "bad")], capture_output=True, text=True, env=ENV, cwd=ROOT)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "imitation" in p.stderr
+
+
 def test_ppo_metrics_and_exact_first_ratio(pipeline):
     d, out = pipeline
     m = metrics(d, "ppo")
