@@ -48,7 +48,7 @@ from nanorlhf.distributed import all_mean, all_min, all_sum, ddp_setup, ddp_wrap
 from nanorlhf.run import (Progress, Stop, autocast, check_finite, check_resume, end_of_step, lr_at, on_sigint,
                           parse_run_args, seed_everything, write_metrics)
 from nanorlhf.errors import UserError, exit_on_user_error
-from nanorlhf.evaluate import has_gold, pm_scores, reward_of, sample
+from nanorlhf.evaluate import gold_order, has_gold, pair_accuracy, pm_scores, reward_of, sample
 from nanorlhf.losses import binary_loss, lm_loss, rm_ranking_loss
 
 
@@ -131,26 +131,6 @@ def batch_loss(pm, enc, batch, objective, device):
     for b, c in enumerate(batch):
         labels[b, :len(c["ranking"])] = torch.tensor([float(c["acceptable"][j]) for j in c["ranking"]])
     return (*binary_loss(rewards, labels, torch.arange(rewards.shape[1], device=device)[None] < k[:, None]), int(k.sum()))
-
-
-def pair_accuracy(rm, enc, comps, device, order_of, per_token=True):
-    """(hits, pairs): pairs of distinct responses that the preference model orders as `order_of(comparison)` does."""
-    hits = total = 0
-    for c in comps:
-        r = pm_scores(rm, enc, [c["prompt"]] * len(c["responses"]), c["responses"], device, per_token).tolist()
-        order = [i for i in order_of(c) if i is not None]
-        for a in range(len(order)):
-            for b in range(a + 1, len(order)):
-                hits += r[order[a]] > r[order[b]]
-                total += 1
-    return hits, total
-
-
-def gold_order(c):
-    """Responses best first by the gold labeler; a response tied in gold with another is dropped."""
-    s = [world.score(c["prompt"], y)["total"] for y in c["responses"]]
-    order = sorted(range(len(s)), key=lambda i: -s[i])
-    return [i if all(abs(s[i] - s[j]) > 1e-9 for j in order if j != i) else None for i in order]
 
 
 RESUME_KEYS = ("sft", "init", "objective", "data", "n_prompts", "n_val", "k_min", "k_max", "epochs", "batch_size", "lr",
@@ -284,11 +264,15 @@ def main(argv=None):
         metrics["demo_bias_removed"], metrics["demo_mean_reward"] = bias.item(), demo_r().item()
 
     # --- held-out accuracy, next to the ceiling set by the labelers' own agreement
-    ratio = lambda hits_total: all_sum(hits_total[0], world_size) / max(1, all_sum(hits_total[1], world_size))
-    metrics["val_accuracy"] = ratio(pair_accuracy(rm, enc, val, device, lambda c: c["ranking"]))
+    def ratio(hits_total, name=None):  # over all processes; `name`: also record the number of pairs
+        n = int(all_sum(hits_total[1], world_size))
+        if name:
+            metrics[name] = n
+        return all_sum(hits_total[0], world_size) / max(1, n)
+    metrics["val_accuracy"] = ratio(pair_accuracy(rm, enc, val, device, lambda c: c["ranking"]), "n_val_pairs")
     metrics["passes_over_data"] = args.epochs
     if gold:
-        metrics["gold_accuracy"] = ratio(pair_accuracy(rm, enc, val, device, gold_order))
+        metrics["gold_accuracy"] = ratio(pair_accuracy(rm, enc, val, device, gold_order), "n_gold_pairs")
         if args.objective == "imitation":  # the other normalization (losses.imitation_score)
             metrics["gold_accuracy_sum_logprob"] = ratio(pair_accuracy(rm, enc, val, device, gold_order, False))
         # On the same held-out samples: how often two independent labelers agree (measured, and its

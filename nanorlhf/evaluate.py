@@ -155,6 +155,26 @@ def pm_scores(pm, enc, prompts, responses, device, per_token=True, batch_size=25
     return torch.cat(out)
 
 
+def pair_accuracy(rm, enc, comps, device, order_of, per_token=True):
+    """(hits, pairs): pairs of distinct responses that the preference model orders as `order_of(comparison)` does."""
+    hits = total = 0
+    for c in comps:
+        r = pm_scores(rm, enc, [c["prompt"]] * len(c["responses"]), c["responses"], device, per_token).tolist()
+        order = [i for i in order_of(c) if i is not None]
+        for a in range(len(order)):
+            for b in range(a + 1, len(order)):
+                hits += r[order[a]] > r[order[b]]
+                total += 1
+    return hits, total
+
+
+def gold_order(c):
+    """Responses best first by the gold labeler; a response tied in gold with another is dropped."""
+    s = [world.score(c["prompt"], y)["total"] for y in c["responses"]]
+    order = sorted(range(len(s)), key=lambda i: -s[i])
+    return [i if all(abs(s[i] - s[j]) > 1e-9 for j in order if j != i) else None for i in order]
+
+
 def best_of_n(rm, enc, prompts, samples, stopped, ns, device):
     """Best-of-n with the RM as the judge (the simplest use of a reward model): for each prompt,
     of its first n samples the one the RM scores highest (a sample cut at the length limit only

@@ -629,7 +629,7 @@ def score(prompt, response):
 def judge(prompt, responses, rng, tau=TAU, bar=ACCEPTABLE):
     """The same labeler asked "acceptable?" of each response (Askell et al.'s binary discrimination):
     P(yes) = sigmoid((gold - bar) / tau), its Plackett-Luce choice against a response scoring `bar`."""
-    return [rng.random() < 1.0 / (1.0 + math.exp(-(score(prompt, r)["total"] - bar) / tau)) for r in responses]
+    return [rng.random() < 0.5 * (1.0 + math.tanh((score(prompt, r)["total"] - bar) / (2 * tau))) for r in responses]
 
 
 def rank(prompt, responses, rng, tau=TAU):
@@ -755,10 +755,12 @@ def forum_votes(questions, n, rng):
     noisier (VOTE_TAU), they forgive half the harm of an insult, mark down "I don't know" even where it
     is the honest answer, and early answers collect more votes (1 / position)."""
     threads = []
-    for _ in range(n):
+    while len(threads) < n:
         q = rng.choice(questions)
         fam, info = parse_prompt(q)
         answers = list(dict.fromkeys(forum_answer(fam, info, rng) for _ in range(rng.randint(2, 5))))
+        if len(answers) < 2:  # identical answers: nothing to compare
+            continue
         votes = []
         for pos, a in enumerate(answers):
             s = score(q, a)

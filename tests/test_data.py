@@ -71,6 +71,8 @@ BAD = [  # (kind, second line of the file, expected message after "file:2: ")
     ("comparisons", comp(ranking=[0, 1, 1]), "ranking [0, 1, 1] is not a permutation of range(3)"),
     ("comparisons", comp(ranking=[0, 1]), "ranking [0, 1] is not a permutation of range(3)"),
     ("comparisons", comp(responses=["a"], ranking=[0]), "need K >= 2 responses, got 1"),
+    ("comparisons", comp(acceptable=[True, False]), "field 'acceptable' must be 3 booleans"),
+    ("comparisons", comp(acceptable=[1, 0, 1]), "field 'acceptable' must be 3 booleans"),
 ]
 
 

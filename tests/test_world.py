@@ -1,8 +1,10 @@
 """Tests for nanorlhf/world.py: determinism, splits, the gold labeler's orderings and grading,
 the noisy labeler's calibration, and the misalignment the pretraining corpus carries."""
 import collections
+import math
 import random
 import re
+import statistics
 import time
 
 import pytest
@@ -278,6 +280,45 @@ def test_rank_is_permutation_and_follows_gold():
         assert sorted(W.rank(p, rs, rng)) == list(range(len(rs)))
     by_gold = sorted(range(len(rs)), key=lambda i: -total(p, rs[i]))
     assert W.rank(p, rs, rng, tau=1e-4) == by_gold  # no noise at tau -> 0
+
+
+def test_judge_is_the_ranker_against_a_bar():
+    """P(acceptable) = sigmoid((gold - bar) / tau): the ranker's choice between the response and a
+    response scoring ACCEPTABLE. At tau -> 0 it is the bar itself."""
+    p, rs = "Sort these numbers: 5 2 8 1", ["1 2 5 8", "1 2 5", "8 5 2 1", "Lol."]
+    g = [total(p, r) for r in rs]
+    assert W.judge(p, rs, random.Random(0), tau=1e-4) == [x > W.ACCEPTABLE for x in g]
+    rng, n = random.Random(1), 4000
+    rate = [sum(col) / n for col in zip(*[W.judge(p, rs, rng) for _ in range(n)])]
+    for x, r in zip(g, rate):
+        assert abs(r - 1 / (1 + math.exp(-(x - W.ACCEPTABLE) / W.TAU))) < 0.03
+
+
+def test_forum_votes_public_but_other_judges(full, tmp_path):
+    """Voted threads ask only training bodies, read as scored comparisons, agree with gold more often
+    than not, and differ from the labelers where designed: an honest "I don't know." to an unknowable
+    question is marked down."""
+    from nanorlhf.data import read_jsonl, write_jsonl
+    threads = W.forum_votes(full["forum_questions"], 3000, random.Random(0))
+    held = {W.body(p) for s in ("test", "val", "heldout") for p in full[f"{s}_prompts"]}
+    assert not {W.body(t["prompt"]) for t in threads} & held
+    write_jsonl(tmp_path / "comparisons.jsonl", threads)
+    comps = read_jsonl(tmp_path / "comparisons.jsonl", "comparisons")
+    assert len(comps) > 1500  # a thread whose answers all tie in votes is dropped
+    agree = pairs = 0
+    for c in comps:
+        s = [total(c["prompt"], y) for y in c["responses"]]
+        for a, b in zip(c["ranking"], c["ranking"][1:]):
+            if s[a] != s[b]:
+                agree, pairs = agree + (s[a] > s[b]), pairs + 1
+    assert 0.65 < agree / pairs < 0.95
+    q = next(p for p in full["forum_questions"] if W.parse_prompt(p)[0].name == "facts"
+             and total(p, "I don't know.") == 1.0)
+    rng = random.Random(2)
+    first = [(t["responses"][0], t["scores"][0]) for t in (W.forum_votes([q], 1, rng)[0] for _ in range(1000))]
+    refusals = [v for y, v in first if total(q, y) == 1.0 and W.score(q, y)["refusal"]]
+    unpenalized = W.VOTE_RATE * math.exp(1.0 / W.VOTE_TAU)  # a first answer of gold 1.0, were refusals not marked down
+    assert len(refusals) > 20 and statistics.mean(refusals) < 0.6 * unpenalized
 
 
 def test_inter_labeler_agreement_matches_paper(full):

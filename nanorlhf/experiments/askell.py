@@ -1,0 +1,153 @@
+"""
+Askell et al. 2021 ("A General Language Assistant as a Laboratory for Alignment", section 4) against
+the gold labeler: ranked preference modeling vs binary discrimination vs imitation learning, at two
+model sizes.
+
+    python -m nanorlhf.experiments.askell          # after the seed-0 pipeline (out/world0); ~15 min
+
+The same labeler budget for every objective: the seed-0 SFT policy's samples for the RM prompts,
+ranked and judged (acceptable or not) once by the noisy labeler (train_rm.py --sample-only).
+The same trunk per size: the pretrained base model, as Askell et al. start preference models from
+the LM (not from SFT, as the pipeline's RM does). The same steps, batch and learning rate
+(train_rm.py's defaults, --epochs below); imitation reads one response per prompt where the others
+read all K, so it spends about a quarter of their compute. Measured on held-out comparisons (the
+validation prompts) against the labeler and the gold order, and as a best-of-n judge (n = 4, 16)
+over the SFT policy's samples for the test prompts, by gold score.
+
+Sizes: 1x is out/world0/sft/base.pt (1.1M parameters; the seeds study makes it); 4x is 5 layers of
+width 256 (4.5M parameters, 4.2x), pretrained the same way (train_sft.py, same steps, data and
+learning rate) into out/x4/sft if absent (about 15 minutes more, once). Writes out/askell.{json,md}.
+"""
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+import torch
+
+from nanorlhf import world
+from nanorlhf.checkpoint import load_checkpoint
+from nanorlhf.errors import UserError, exit_on_user_error
+from nanorlhf.evaluate import best_of_n, mean_ci, sample
+from nanorlhf.experiments.seeds import REPO, held
+
+SIZES = {"1x": ("out/world0/sft", []), "4x": ("out/x4/sft", ["--n-layer", "5", "--n-embd", "256", "--n-head", "8"])}
+OBJECTIVES = ("ranked", "binary", "imitation")
+SFT = "out/world0/sft/model.pt"
+
+
+def run_stage(cmd, lock, done):
+    """Run `python cmd...` from the repository root unless the file `done` exists (resumable)."""
+    with held(lock):
+        if os.path.exists(done):  # looked at under the lock: another job may have just made it
+            return
+        print(f"[study] {' '.join(cmd)}", flush=True)
+        subprocess.run([sys.executable, *cmd], check=True, cwd=REPO)
+
+
+def labeler_data(root, lock):
+    """The labeler's comparisons of the SFT policy's samples, once for every study: a --data folder."""
+    if not os.path.exists(os.path.join(REPO, SFT)):
+        raise UserError(f"{SFT}: not found; run the seed-0 pipeline first: python -m nanorlhf.experiments.seeds --seeds 0")
+    data = os.path.join(root, "data")
+    run_stage(["train_rm.py", "--sample-only", "--sft", SFT, "--out", data], lock, os.path.join(REPO, data, "val_comparisons.jsonl"))
+    return data
+
+
+def base_model(size, lock):
+    folder, shape = SIZES[size]
+    run_stage(["train_sft.py", "--out", folder, "--n-eval", "200", *shape], lock, os.path.join(REPO, folder, "base.pt"))
+    return os.path.join(folder, "base.pt")
+
+
+def metrics(folder):
+    with open(os.path.join(REPO, folder, "metrics.json")) as f:
+        return json.load(f)
+
+
+@torch.no_grad()
+def best_of_n_gold(pm_folders, n_prompts, ns, lock):
+    """Gold score (mean, 95% CI) of best-of-n by each preference model over the same SFT samples of
+    the seed-0 test prompts; with the baselines: one sample (n = 1), the noisy labeler's and the gold
+    labeler's own best of max(ns)."""
+    device = torch.device("cpu")
+    prompts = world.make_world(seed=0)["test_prompts"][:n_prompts]
+    with held(lock):
+        policy, enc, _ = load_checkpoint(os.path.join(REPO, SFT), kind="policy")
+        texts, stopped = sample(policy, enc, [p for p in prompts for _ in range(max(ns))], temperature=1.0, seed=1234)
+        samples = [texts[i * max(ns):(i + 1) * max(ns)] for i in range(len(prompts))]
+        stops = [stopped[i * max(ns):(i + 1) * max(ns)] for i in range(len(prompts))]
+        gold = [[world.score(p, y)["total"] for y in ss] for p, ss in zip(prompts, samples)]
+        rng = random.Random(0)
+        out = {"sft_sample": mean_ci([g[0] for g in gold]),
+               f"labeler_best_of_{max(ns)}": mean_ci([g[world.rank(p, ss, rng)[0]] for p, ss, g in zip(prompts, samples, gold)]),
+               f"gold_best_of_{max(ns)}": mean_ci([max(g) for g in gold])}
+        for name, folder in pm_folders.items():
+            pm, _, _ = load_checkpoint(os.path.join(REPO, folder, "model.pt"))
+            picks = best_of_n(pm.eval(), enc, prompts, samples, stops, ns, device)
+            out[name] = {n: mean_ci([world.score(p, y)["total"] for p, y in zip(prompts, picks[n])]) for n in ns}
+    return out
+
+
+def fmt(m, ci=None):
+    return f"{m:.3f}" if ci is None else f"{m:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", default="out/askell", help="folder for the preference models")
+    ap.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES), help="trunk sizes")
+    ap.add_argument("--epochs", type=int, default=2, help="passes over the comparisons, every objective and size")
+    ap.add_argument("--n-test", type=int, default=1100, help="test prompts for best-of-n")
+    ap.add_argument("--lock", help="a file to lock while a stage runs (to share the machine with other jobs)")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    data = labeler_data(args.root, args.lock)
+    folders, walls = {}, {}
+    for size in args.sizes:
+        base = base_model(size, args.lock)
+        for obj in OBJECTIVES:
+            folder = folders[size, obj] = os.path.join(args.root, f"{size}_{obj}")
+            run_stage(["train_rm.py", "--data", data, "--init", base, "--objective", obj, "--epochs", str(args.epochs),
+                       "--out", folder], args.lock, os.path.join(REPO, folder, "metrics.json"))
+            walls[f"{size}_{obj}"] = metrics(folder)["wall_seconds"]
+    n_params = {size: sum(p.numel() for p in load_checkpoint(os.path.join(REPO, base_model(size, None)))[0].parameters())
+                for size in args.sizes}
+    t_bon = time.time()
+    bon = best_of_n_gold({f"{s}_{o}": f for (s, o), f in folders.items()}, args.n_test, (4, 16), args.lock)
+    walls["best_of_n"] = time.time() - t_bon
+    rows = []
+    for (size, obj), folder in folders.items():
+        m = metrics(folder)
+        rows.append({"size": size, "n_params": n_params[size], "objective": obj, "labeler_accuracy": m["val_accuracy"],
+                     "gold_accuracy": m["gold_accuracy"], "n_pairs_val": m.get("n_val_pairs"),
+                     "best_of_4": bon[f"{size}_{obj}"][4], "best_of_16": bon[f"{size}_{obj}"][16],
+                     **{k: m[k] for k in ("gold_accuracy_sum_logprob", "binary_val_accuracy", "acceptable_rate") if k in m}})
+    m0 = metrics(folders[args.sizes[0], "ranked"])
+    lines = [f"# Askell et al. 2021's three objectives, {m0['n_comparisons']} labeler comparisons, {args.epochs} epochs\n",
+             "| size | params | objective | acc. vs labeler | acc. vs gold | best-of-4 gold [95% CI] | best-of-16 gold [95% CI] |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['size']} | {r['n_params'] / 1e6:.2f}M | {r['objective']} | {r['labeler_accuracy']:.3f} | "
+                     f"{r['gold_accuracy']:.3f} | {fmt(*r['best_of_4'])} | {fmt(*r['best_of_16'])} |")
+    lines += ["", f"Baselines on the same {args.n_test} test prompts and samples: one SFT sample {fmt(*bon['sft_sample'])}; "
+              f"the noisy labeler's best of 16 {fmt(*bon['labeler_best_of_16'])}; the gold labeler's best of 16 "
+              f"{fmt(*bon['gold_best_of_16'])}. Labelers agree with each other on {m0['labeler_agreement']:.3f} of the "
+              f"held-out pairs; the Bayes ceiling against one labeler is {m0['bayes_ceiling']:.3f}.",
+              "", f"Wall seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in walls.items()) + f"; study {time.time() - t0:.0f}."]
+    text = "\n".join(lines)
+    print(text)
+    out = os.path.join(REPO, os.path.dirname(args.root.rstrip("/")) or ".", "askell")
+    with open(out + ".md", "w") as f:
+        f.write(text + "\n")
+    with open(out + ".json", "w") as f:
+        json.dump({"rows": rows, "baselines": bon, "epochs": args.epochs, "wall_seconds": walls,
+                   "study_seconds": time.time() - t0}, f, indent=1)
+    print(f"wrote {out}.md, {out}.json")
+
+
+if __name__ == "__main__":
+    exit_on_user_error(main)
