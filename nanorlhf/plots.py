@@ -6,7 +6,9 @@ pip install -e '.[plot]'). `python -m nanorlhf.report --png DIR` writes:
                         one line per PPO folder (Gao et al. 2022): the RM score keeps rising with
                         KL while the gold score peaks and falls when the RM is over-optimized;
 - ppo_curves.png        reward, KL, entropy, ptx loss and clip fraction per PPO iteration;
-- losses.png            pretraining, SFT and RM training loss per optimizer step.
+- losses.png            pretraining, SFT and RM training loss per optimizer step;
+
+and `python -m nanorlhf.experiments.overoptimization` draws frontier() from its own points and fits.
 
 Per-iteration points are noisy (64 episodes each): each line is a trailing moving average (over
 fewer points for a short run, where a long window would lag), drawn over the raw points.
@@ -56,12 +58,26 @@ def overoptimization(folders, path, window=8):
                 continue  # no gold labeler for this run's prompts (user data)
             ax.plot([c["kl"] for c in curve], y, ".", color=f"C{i}", alpha=0.25, markersize=4)
             ax.plot(kl, smooth(y, w), "-", color=f"C{i}", lw=2, label=_label(folder, curve))
-    for ax, title in zip(axes, ("RM (proxy) score", "gold score (the world's labeler)")):
-        ax.set_xlabel("KL(pi || pi_SFT), nats per sequence")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        _legend_or_note(ax)
-    fig.suptitle("Over-optimization: score against KL over PPO training (moving averages over iterations)")
+    _score_panels(fig, axes, "KL(pi || pi_SFT), nats per sequence",
+                  "Over-optimization: score against KL over PPO training (moving averages over iterations)")
+    return _save(fig, path)
+
+
+def frontier(series, path):
+    """Gao et al.'s frontier (nanorlhf.experiments.overoptimization): RM and gold score, as changes
+    from the start policy, against d = sqrt(KL), points and fitted forms. series: [{"label", "d",
+    "rm", "gold": the points; "fit_d", "fit_rm", "fit_gold": the fitted curves}], one per method."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    for i, s in enumerate(series):
+        for ax, key in zip(axes, ("rm", "gold")):
+            ax.plot(s["d"], s[key], "o", color=f"C{i}", markersize=4, label=s["label"])
+            ax.plot(s["fit_d"], s[f"fit_{key}"], "-", color=f"C{i}", lw=1.5)
+    for ax in axes:
+        ax.axhline(0, color="0.5", lw=0.8)
+        ax.set_ylabel("change from SFT at T=1")
+    _score_panels(fig, axes, "d = sqrt(KL(pi || pi_SFT)), sqrt(nats)",
+                  "Over-optimization frontier: points measured, lines Gao et al.'s forms fitted")
     return _save(fig, path)
 
 
@@ -105,6 +121,15 @@ def loss_curves(sft_metrics, rm_metrics, path, window=20):
         ax.grid(alpha=0.3)
     fig.suptitle("Training losses")
     return _save(fig, path)
+
+
+def _score_panels(fig, axes, xlabel, title):
+    for ax, name in zip(axes, ("RM (proxy) score", "gold score (the world's labeler)")):
+        ax.set_xlabel(xlabel)
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        _legend_or_note(ax)
+    fig.suptitle(title)
 
 
 def _legend_or_note(ax, legend=True):
