@@ -163,3 +163,50 @@ def write_pngs(png_dir, root="out", folders=()):
     if any(((sft or {}).get("losses") or {}).values()) or (rm or {}).get("losses"):
         written.append(loss_curves(sft, rm, os.path.join(png_dir, "losses.png")))
     return written
+
+
+def objectives(rows, path):
+    """Askell et al. 2021's comparison (nanorlhf.experiments.askell): held-out accuracy against the
+    labeler and the gold order, and best-of-16 gold score, by model size; one line per objective,
+    the likelihood controls dashed. rows: the study's rows (objective, n_params, accuracies, best_of_16)."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    by_objective = {}
+    for r in sorted(rows, key=lambda r: r["n_params"]):
+        by_objective.setdefault(r["objective"], []).append(r)
+    for i, (objective, rs) in enumerate(by_objective.items()):
+        style = "--o" if "control" in objective else "-o"
+        x = [r["n_params"] for r in rs]
+        for ax, y in zip(axes, ([r["labeler_accuracy"] for r in rs], [r["gold_accuracy"] for r in rs],
+                                [r["best_of_16"][0] for r in rs])):
+            ax.plot(x, y, style, color=f"C{i}", label=objective)
+    for ax, title in zip(axes, ("accuracy vs the noisy labeler", "accuracy vs the gold order", "best-of-16 gold score")):
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Ranked preference modeling vs binary discrimination vs imitation (held-out comparisons; test prompts)")
+    return _save(fig, path)
+
+
+def pmp_curve(table, path):
+    """Held-out accuracy against the number of labeler comparisons, with and without preference-model
+    pretraining (nanorlhf.experiments.pmp). table: {N: {"pmp" | "base": [(mean, sd) vs labeler,
+    (mean, sd) vs gold] or None}}; N = 0 (PMP alone) is drawn as a dotted line."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    for ax, i, title in zip(axes, (0, 1), ("accuracy vs the noisy labeler", "accuracy vs the gold order")):
+        for arm, color, label in (("pmp", "C0", "PMP on forum votes, then N"), ("base", "C1", "no PMP")):
+            ns = sorted(n for n in table if n > 0 and table[n][arm])
+            ax.errorbar(ns, [table[n][arm][i][0] for n in ns], yerr=[table[n][arm][i][1] for n in ns], fmt="-o",
+                        color=color, capsize=3, label=label)
+        if table.get(0, {}).get("pmp"):
+            ax.axhline(table[0]["pmp"][i][0], color="C0", ls=":", label="PMP alone (N = 0)")
+        ax.set_xscale("log")
+        ax.set_xlabel("labeler comparisons N")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Preference-model pretraining: mean ± sd over seeds")
+    return _save(fig, path)

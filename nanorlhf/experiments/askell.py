@@ -28,10 +28,11 @@ import time
 
 import torch
 
-from nanorlhf import world
+from nanorlhf import plots, world
 from nanorlhf.checkpoint import load_checkpoint
 from nanorlhf.errors import UserError, exit_on_user_error
-from nanorlhf.evaluate import best_of_n, mean_ci, sample
+from nanorlhf.data import load_dataset
+from nanorlhf.evaluate import best_of_n, gold_order, mean_ci, pair_accuracy, sample
 from nanorlhf.experiments.seeds import REPO, held
 
 SIZES = {"1x": ("out/world0/sft", []), "4x": ("out/x4/sft", ["--n-layer", "5", "--n-embd", "256", "--n-head", "8"])}
@@ -68,27 +69,45 @@ def metrics(folder):
         return json.load(f)
 
 
+def accuracies(pm_path, data, lock):
+    """[labeler, gold] pair accuracy of a preference model (or an LM's likelihood) on the held-out
+    labeler comparisons of the --data folder `data`."""
+    with held(lock):
+        pm, enc, _ = load_checkpoint(os.path.join(REPO, pm_path))
+        val = load_dataset(os.path.join(REPO, data), "comparisons", split="val")
+        acc = [pair_accuracy(pm.eval(), enc, val, torch.device("cpu"), order) for order in (lambda c: c["ranking"], gold_order)]
+    return [hits / total for hits, total in acc]
+
+
 @torch.no_grad()
-def best_of_n_gold(pm_folders, n_prompts, ns, lock):
-    """Gold score (mean, 95% CI) of best-of-n by each preference model over the same SFT samples of
-    the seed-0 test prompts; with the baselines: one sample (n = 1), the noisy labeler's and the gold
-    labeler's own best of max(ns)."""
-    device = torch.device("cpu")
+def best_of_n_gold(root, pms, n_prompts, ns, lock):
+    """Gold score (mean, 95% CI) of best-of-n by each preference model {name: checkpoint} over the
+    same SFT samples of the seed-0 test prompts; with the baselines: one sample (n = 1), the noisy
+    labeler's and the gold labeler's own best of max(ns). Cached per model in root/bon.json."""
+    path = os.path.join(REPO, root, "bon.json")
+    out = json.load(open(path)) if os.path.exists(path) else {}
+    if out.get("n_prompts") != n_prompts:
+        out = {"n_prompts": n_prompts}
+    if all(name in out for name in pms):
+        return out
+    device, N = torch.device("cpu"), max(ns)
     prompts = world.make_world(seed=0)["test_prompts"][:n_prompts]
     with held(lock):
         policy, enc, _ = load_checkpoint(os.path.join(REPO, SFT), kind="policy")
-        texts, stopped = sample(policy, enc, [p for p in prompts for _ in range(max(ns))], temperature=1.0, seed=1234)
-        samples = [texts[i * max(ns):(i + 1) * max(ns)] for i in range(len(prompts))]
-        stops = [stopped[i * max(ns):(i + 1) * max(ns)] for i in range(len(prompts))]
+        texts, stopped = sample(policy, enc, [p for p in prompts for _ in range(N)], temperature=1.0, seed=1234)
+        samples, stops = ([xs[i * N:(i + 1) * N] for i in range(len(prompts))] for xs in (texts, stopped))
         gold = [[world.score(p, y)["total"] for y in ss] for p, ss in zip(prompts, samples)]
         rng = random.Random(0)
-        out = {"sft_sample": mean_ci([g[0] for g in gold]),
-               f"labeler_best_of_{max(ns)}": mean_ci([g[world.rank(p, ss, rng)[0]] for p, ss, g in zip(prompts, samples, gold)]),
-               f"gold_best_of_{max(ns)}": mean_ci([max(g) for g in gold])}
-        for name, folder in pm_folders.items():
-            pm, _, _ = load_checkpoint(os.path.join(REPO, folder, "model.pt"))
-            picks = best_of_n(pm.eval(), enc, prompts, samples, stops, ns, device)
-            out[name] = {n: mean_ci([world.score(p, y)["total"] for p, y in zip(prompts, picks[n])]) for n in ns}
+        out.update({"sft_sample": mean_ci([g[0] for g in gold]),
+                    f"labeler_best_of_{N}": mean_ci([g[world.rank(p, ss, rng)[0]] for p, ss, g in zip(prompts, samples, gold)]),
+                    f"gold_best_of_{N}": mean_ci([max(g) for g in gold])})
+        for name, ckpt in pms.items():
+            if name not in out:
+                pm, _, _ = load_checkpoint(os.path.join(REPO, ckpt))
+                picks = best_of_n(pm.eval(), enc, prompts, samples, stops, ns, device)
+                out[name] = {str(n): mean_ci([world.score(p, y)["total"] for p, y in zip(prompts, picks[n])]) for n in ns}
+                with open(path, "w") as f:
+                    json.dump(out, f, indent=1)
     return out
 
 
@@ -114,30 +133,41 @@ def main(argv=None):
             run_stage(["train_rm.py", "--data", data, "--init", base, "--objective", obj, "--epochs", str(args.epochs),
                        "--out", folder], args.lock, os.path.join(REPO, folder, "metrics.json"))
             walls[f"{size}_{obj}"] = metrics(folder)["wall_seconds"]
-    n_params = {size: sum(p.numel() for p in load_checkpoint(os.path.join(REPO, base_model(size, None)))[0].parameters())
-                for size in args.sizes}
+    bases = {size: base_model(size, None) for size in args.sizes}
+    n_params = {size: sum(p.numel() for p in load_checkpoint(os.path.join(REPO, b))[0].parameters()) for size, b in bases.items()}
+    # controls with no labeler data: the likelihood of the base LM and of SFT (demonstrations only)
+    controls = {(size, "base LM likelihood (control)"): b for size, b in bases.items()}
+    controls["1x", "SFT likelihood (control)"] = SFT
     t_bon = time.time()
-    bon = best_of_n_gold({f"{s}_{o}": f for (s, o), f in folders.items()}, args.n_test, (4, 16), args.lock)
+    pms = {**{(s, o): os.path.join(f, "model.pt") for (s, o), f in folders.items()}, **controls}
+    bon = best_of_n_gold(args.root, {f"{s}_{o}": path for (s, o), path in pms.items()}, args.n_test, (4, 16), args.lock)
     walls["best_of_n"] = time.time() - t_bon
     rows = []
-    for (size, obj), folder in folders.items():
-        m = metrics(folder)
-        rows.append({"size": size, "n_params": n_params[size], "objective": obj, "labeler_accuracy": m["val_accuracy"],
-                     "gold_accuracy": m["gold_accuracy"], "n_pairs_val": m.get("n_val_pairs"),
-                     "best_of_4": bon[f"{size}_{obj}"][4], "best_of_16": bon[f"{size}_{obj}"][16],
-                     **{k: m[k] for k in ("gold_accuracy_sum_logprob", "binary_val_accuracy", "acceptable_rate") if k in m}})
+    for (size, obj), path in pms.items():
+        if (size, obj) in folders:
+            m = metrics(folders[size, obj])
+            acc = [m["val_accuracy"], m["gold_accuracy"]]
+            extra = {k: m[k] for k in ("gold_accuracy_sum_logprob", "binary_val_accuracy", "acceptable_rate") if k in m}
+        else:
+            acc, extra = accuracies(path, data, args.lock), {}
+        rows.append({"size": size, "n_params": n_params[size], "objective": obj, "labeler_accuracy": acc[0],
+                     "gold_accuracy": acc[1], "best_of_4": bon[f"{size}_{obj}"]["4"], "best_of_16": bon[f"{size}_{obj}"]["16"],
+                     **extra})
     m0 = metrics(folders[args.sizes[0], "ranked"])
-    lines = [f"# Askell et al. 2021's three objectives, {m0['n_comparisons']} labeler comparisons, {args.epochs} epochs\n",
+    lines = [f"# Askell et al. 2021's three objectives: {m0['n_comparisons']} labeler comparisons, {args.epochs} epochs; "
+             f"held-out pairs: {m0['n_val_pairs']} (labeler), {m0['n_gold_pairs']} (gold)\n",
              "| size | params | objective | acc. vs labeler | acc. vs gold | best-of-4 gold [95% CI] | best-of-16 gold [95% CI] |",
              "|---|---|---|---|---|---|---|"]
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (r["n_params"], "control" in r["objective"])):
         lines.append(f"| {r['size']} | {r['n_params'] / 1e6:.2f}M | {r['objective']} | {r['labeler_accuracy']:.3f} | "
                      f"{r['gold_accuracy']:.3f} | {fmt(*r['best_of_4'])} | {fmt(*r['best_of_16'])} |")
     lines += ["", f"Baselines on the same {args.n_test} test prompts and samples: one SFT sample {fmt(*bon['sft_sample'])}; "
               f"the noisy labeler's best of 16 {fmt(*bon['labeler_best_of_16'])}; the gold labeler's best of 16 "
               f"{fmt(*bon['gold_best_of_16'])}. Labelers agree with each other on {m0['labeler_agreement']:.3f} of the "
-              f"held-out pairs; the Bayes ceiling against one labeler is {m0['bayes_ceiling']:.3f}.",
-              "", f"Wall seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in walls.items()) + f"; study {time.time() - t0:.0f}."]
+              f"held-out pairs; the Bayes ceiling against one labeler is {m0['bayes_ceiling']:.3f}. Imitation's score "
+              "is the mean token log-likelihood; the summed log-likelihood orders gold pairs at "
+              + ", ".join(f"{r['gold_accuracy_sum_logprob']:.3f} ({r['size']})" for r in rows if "gold_accuracy_sum_logprob" in r) + ".",
+              "", "Wall seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in walls.items()) + f"; study {time.time() - t0:.0f}."]
     text = "\n".join(lines)
     print(text)
     out = os.path.join(REPO, os.path.dirname(args.root.rstrip("/")) or ".", "askell")
@@ -147,6 +177,13 @@ def main(argv=None):
         json.dump({"rows": rows, "baselines": bon, "epochs": args.epochs, "wall_seconds": walls,
                    "study_seconds": time.time() - t0}, f, indent=1)
     print(f"wrote {out}.md, {out}.json")
+    try:
+        import matplotlib
+        matplotlib.use("Agg")  # files only
+    except ImportError:
+        print("no matplotlib: the table is the figure (pip install -e '.[plot]')")
+    else:
+        print(f"wrote {plots.objectives(rows, out + '.png')}")
 
 
 if __name__ == "__main__":

@@ -23,25 +23,12 @@ import random
 import statistics
 import time
 
-import torch
-
-from nanorlhf import world
-from nanorlhf.checkpoint import load_checkpoint
-from nanorlhf.data import load_dataset, write_jsonl
+from nanorlhf import plots, world
+from nanorlhf.data import write_jsonl
 from nanorlhf.errors import exit_on_user_error
-from nanorlhf.evaluate import gold_order, pair_accuracy
-from nanorlhf.experiments.askell import REPO, base_model, held, labeler_data, metrics, run_stage
+from nanorlhf.experiments.askell import REPO, accuracies, base_model, labeler_data, metrics, run_stage
 
 NS = (100, 300, 1000, None)  # None: all
-
-
-def accuracies(pm_path, data, lock):
-    """(labeler, gold) pair accuracy of a preference model on the held-out labeler comparisons."""
-    with held(lock):
-        pm, enc, _ = load_checkpoint(os.path.join(REPO, pm_path))
-        val = load_dataset(os.path.join(REPO, data), "comparisons", split="val")
-        acc = [pair_accuracy(pm.eval(), enc, val, torch.device("cpu"), order) for order in (lambda c: c["ranking"], gold_order)]
-    return [hits / total for hits, total in acc]
 
 
 def mean_sd(xs):
@@ -109,6 +96,13 @@ def main(argv=None):
         json.dump({"curve": curve, "table": table, "n_all": n_all, "seeds": args.seeds, "pmp_metrics": pm_forum,
                    "study_seconds": time.time() - t0}, f, indent=1)
     print(f"wrote {out}.md, {out}.json")
+    try:
+        import matplotlib
+        matplotlib.use("Agg")  # files only
+    except ImportError:
+        print("no matplotlib: the table is the figure (pip install -e '.[plot]')")
+    else:
+        print(f"wrote {plots.pmp_curve(table, out + '.png')}")
 
 
 if __name__ == "__main__":
