@@ -197,6 +197,8 @@ def main(argv=None):
         jdata.write_jsonl(os.path.join(args.out, "comparisons.jsonl"), [c for cs in all_comps for c in cs])
         jdata.write_jsonl(os.path.join(args.out, "val_comparisons.jsonl"), [c for cs in all_val for c in cs])
     if args.sample_only:
+        if rank == 0:
+            write_metrics(args.out, {"args": vars(args), "n_comparisons": n_comps, "wall_seconds": time.time() - t0})
         say(f"[rm] wrote {n_comps} comparisons to {args.out}/comparisons.jsonl (+ val_comparisons.jsonl): "
             f"train on them with --data {args.out}")
         return

@@ -87,9 +87,10 @@ def best_of_n_gold(root, pms, n_prompts, ns, lock):
     path = os.path.join(REPO, root, "bon.json")
     out = json.load(open(path)) if os.path.exists(path) else {}
     if out.get("n_prompts") != n_prompts:
-        out = {"n_prompts": n_prompts}
+        out = {"n_prompts": n_prompts, "seconds": 0.0}
     if all(name in out for name in pms):
         return out
+    t0 = time.time()
     device, N = torch.device("cpu"), max(ns)
     prompts = world.make_world(seed=0)["test_prompts"][:n_prompts]
     with held(lock):
@@ -106,6 +107,8 @@ def best_of_n_gold(root, pms, n_prompts, ns, lock):
                 pm, _, _ = load_checkpoint(os.path.join(REPO, ckpt))
                 picks = best_of_n(pm.eval(), enc, prompts, samples, stops, ns, device)
                 out[name] = {str(n): mean_ci([world.score(p, y)["total"] for p, y in zip(prompts, picks[n])]) for n in ns}
+                out["seconds"] += time.time() - t0  # the compute, summed over invocations
+                t0 = time.time()
                 with open(path, "w") as f:
                     json.dump(out, f, indent=1)
     return out
@@ -125,7 +128,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     t0 = time.time()
     data = labeler_data(args.root, args.lock)
-    folders, walls = {}, {}
+    folders, walls = {}, {"sample_and_rank": metrics(data)["wall_seconds"]}
     for size in args.sizes:
         base = base_model(size, args.lock)
         for obj in OBJECTIVES:
@@ -138,10 +141,9 @@ def main(argv=None):
     # controls with no labeler data: the likelihood of the base LM and of SFT (demonstrations only)
     controls = {(size, "base LM likelihood (control)"): b for size, b in bases.items()}
     controls["1x", "SFT likelihood (control)"] = SFT
-    t_bon = time.time()
     pms = {**{(s, o): os.path.join(f, "model.pt") for (s, o), f in folders.items()}, **controls}
     bon = best_of_n_gold(args.root, {f"{s}_{o}": path for (s, o), path in pms.items()}, args.n_test, (4, 16), args.lock)
-    walls["best_of_n"] = time.time() - t_bon
+    walls["best_of_n"] = bon["seconds"]
     rows = []
     for (size, obj), path in pms.items():
         if (size, obj) in folders:
@@ -167,7 +169,8 @@ def main(argv=None):
               f"held-out pairs; the Bayes ceiling against one labeler is {m0['bayes_ceiling']:.3f}. Imitation's score "
               "is the mean token log-likelihood; the summed log-likelihood orders gold pairs at "
               + ", ".join(f"{r['gold_accuracy_sum_logprob']:.3f} ({r['size']})" for r in rows if "gold_accuracy_sum_logprob" in r) + ".",
-              "", "Wall seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in walls.items()) + f"; study {time.time() - t0:.0f}."]
+              "", "Wall seconds of each stage when it ran: " + ", ".join(f"{k} {v:.0f}" for k, v in walls.items())
+              + f"; in all {sum(walls.values()):.0f} (this invocation: {time.time() - t0:.0f})."]
     text = "\n".join(lines)
     print(text)
     out = os.path.join(REPO, os.path.dirname(args.root.rstrip("/")) or ".", "askell")
