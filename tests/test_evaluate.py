@@ -2,6 +2,7 @@
 labeler, best-of-n selection and its KL, and win rates with ties and families."""
 import math
 import random
+import types
 
 import pytest
 import torch
@@ -60,6 +61,8 @@ def test_bayes_ceiling_is_what_the_gold_score_achieves():
 
 class LengthRM(torch.nn.Module):
     """A stand-in reward model: the score is the sequence length."""
+    config = types.SimpleNamespace(scalar_head=True)  # a scalar head: evaluate.pm_scores reads r(x, y)
+
     def forward(self, ids, lengths):
         return lengths.float()
 

@@ -68,3 +68,18 @@ def test_smooth_is_a_trailing_mean():
     y = [1.0, 2.0, 3.0, 4.0, 5.0]
     np.testing.assert_allclose(plots.smooth(y, 2), [1.0, 1.5, 2.5, 3.5, 4.5])
     np.testing.assert_allclose(plots.smooth(y, 1), y)
+
+
+def test_askell_figures_draw(tmp_path):
+    """plots.objectives (accuracy and best-of-16 by size and objective) and plots.pmp_curve (accuracy
+    against N with and without PMP, PMP alone as a line), from rows shaped like the studies' own."""
+    matplotlib.use("Agg")
+    rows = [{"objective": obj, "n_params": n, "labeler_accuracy": 0.6 + 0.01 * i + 0.02 * (n > 2e6),
+             "gold_accuracy": 0.65 + 0.01 * i, "best_of_16": (0.4 + 0.05 * i, (0.35, 0.45))}
+            for i, obj in enumerate(["ranked", "binary", "imitation", "base LM likelihood (control)"]) for n in (1.1e6, 4.5e6)]
+    check_png(plots.objectives(rows, str(tmp_path / "askell.png")))
+    table = {0: {"pmp": [(0.58, 0.0), (0.6, 0.0)], "base": None}}
+    for j, n in enumerate((100, 300, 1000, 4080)):
+        table[n] = {"pmp": [(0.6 + 0.02 * j, 0.01), (0.62 + 0.02 * j, 0.01)],
+                    "base": [(0.57 + 0.02 * j, 0.02), (0.59 + 0.03 * j, 0.02)]}
+    check_png(plots.pmp_curve(table, str(tmp_path / "pmp.png")))

@@ -12,7 +12,8 @@ the LM (not from SFT, as the pipeline's RM does). The same steps, batch and lear
 (train_rm.py's defaults, --epochs below); imitation reads one response per prompt where the others
 read all K, so it spends about a quarter of their compute. Measured on held-out comparisons (the
 validation prompts) against the labeler and the gold order, and as a best-of-n judge (n = 4, 16)
-over the SFT policy's samples for the test prompts, by gold score.
+over the SFT policy's samples for the test prompts, by gold score. At 1x, two more training seeds
+per objective put the differences beside seed noise (the 4x runs and best-of-n are seed 0 only).
 
 Sizes: 1x is out/world0/sft/base.pt (1.1M parameters; the seeds study makes it); 4x is 5 layers of
 width 256 (4.5M parameters, 4.2x), pretrained the same way (train_sft.py, same steps, data and
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -124,6 +126,8 @@ def main(argv=None):
     ap.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES), help="trunk sizes")
     ap.add_argument("--epochs", type=int, default=2, help="passes over the comparisons, every objective and size")
     ap.add_argument("--n-test", type=int, default=1100, help="test prompts for best-of-n")
+    ap.add_argument("--seeds-1x", type=int, nargs="+", default=[1, 2], help="more training seeds (order, head) at 1x: the "
+                    "objectives' differences against seed noise (seed 0 is the table's)")
     ap.add_argument("--lock", help="a file to lock while a stage runs (to share the machine with other jobs)")
     args = ap.parse_args(argv)
     t0 = time.time()
@@ -136,6 +140,14 @@ def main(argv=None):
             run_stage(["train_rm.py", "--data", data, "--init", base, "--objective", obj, "--epochs", str(args.epochs),
                        "--out", folder], args.lock, os.path.join(REPO, folder, "metrics.json"))
             walls[f"{size}_{obj}"] = metrics(folder)["wall_seconds"]
+    seeded = {obj: [folders["1x", obj]] for obj in OBJECTIVES} if "1x" in args.sizes else {}
+    for seed in args.seeds_1x if seeded else []:
+        for obj in OBJECTIVES:
+            folder = os.path.join(args.root, f"1x_{obj}_s{seed}")
+            run_stage(["train_rm.py", "--data", data, "--init", base_model("1x", None), "--objective", obj, "--epochs",
+                       str(args.epochs), "--seed", str(seed), "--out", folder], args.lock, os.path.join(REPO, folder, "metrics.json"))
+            walls[f"1x_{obj}_s{seed}"] = metrics(folder)["wall_seconds"]
+            seeded[obj].append(folder)
     bases = {size: base_model(size, None) for size in args.sizes}
     n_params = {size: sum(p.numel() for p in load_checkpoint(os.path.join(REPO, b))[0].parameters()) for size, b in bases.items()}
     # controls with no labeler data: the likelihood of the base LM and of SFT (demonstrations only)
@@ -171,13 +183,22 @@ def main(argv=None):
               + ", ".join(f"{r['gold_accuracy_sum_logprob']:.3f} ({r['size']})" for r in rows if "gold_accuracy_sum_logprob" in r) + ".",
               "", "Wall seconds of each stage when it ran: " + ", ".join(f"{k} {v:.0f}" for k, v in walls.items())
               + f"; in all {sum(walls.values()):.0f} (this invocation: {time.time() - t0:.0f})."]
+    if seeded and args.seeds_1x:  # paired by seed: each seed's ranked run against its binary / imitation run
+        acc = {obj: [[metrics(f)[k] for f in fs] for k in ("val_accuracy", "gold_accuracy")] for obj, fs in seeded.items()}
+        ms = lambda xs: f"{statistics.mean(xs):.3f} ± {statistics.stdev(xs):.3f}"
+        lines[-2:-2] = ["", f"1x over seeds 0 {' '.join(map(str, args.seeds_1x))} (mean ± sd; the seed sets the order of "
+                        "the comparisons and the head's initialization):", "",
+                        "| objective | acc. vs labeler | acc. vs gold | ranked minus it, vs gold (paired by seed) |", "|---|---|---|---|"]
+        lines[-2:-2] = [f"| {obj} | {ms(a[0])} | {ms(a[1])} | " + ("-" if obj == "ranked" else
+                        ms([r - x for r, x in zip(acc["ranked"][1], a[1])])) + " |" for obj, a in acc.items()]
+        rows_seeds = {obj: {"labeler_accuracy": a[0], "gold_accuracy": a[1]} for obj, a in acc.items()}
     text = "\n".join(lines)
     print(text)
     out = os.path.join(REPO, os.path.dirname(args.root.rstrip("/")) or ".", "askell")
     with open(out + ".md", "w") as f:
         f.write(text + "\n")
     with open(out + ".json", "w") as f:
-        json.dump({"rows": rows, "baselines": bon, "epochs": args.epochs, "wall_seconds": walls,
+        json.dump({"rows": rows, "seeds_1x": rows_seeds if seeded and args.seeds_1x else None, "baselines": bon, "epochs": args.epochs, "wall_seconds": walls,
                    "study_seconds": time.time() - t0}, f, indent=1)
     print(f"wrote {out}.md, {out}.json")
     try:
