@@ -23,7 +23,8 @@ Three objectives learn from the same labeler's judgments of the same responses (
   imitation  the LM fine-tuned on each prompt's top-ranked response (lm_loss); a response's score is
              its mean token log-likelihood (losses.imitation_score). Saved as a policy checkpoint.
 
-Writes model.pt (kind "reward") and metrics.json to --out. Departs from the paper:
+Writes model.pt (kind "reward"; "policy" for imitation), the sampled comparisons.jsonl and
+val_comparisons.jsonl (a --data folder), and metrics.json to --out. Departs from the paper:
   1. The RM has the SFT model's size (the paper used a 6B RM for every policy size).
   2. Duplicate responses to a prompt are merged before ranking (a tiny model repeats itself often;
      a pair of identical texts carries no preference), so K can fall below 4.
@@ -54,7 +55,8 @@ from nanorlhf.losses import binary_loss, lm_loss, rm_ranking_loss
 
 def get_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sft", default="out/sft/model.pt", help="SFT checkpoint to start from")
+    ap.add_argument("--sft", default="out/sft/model.pt", help="SFT policy: samples the responses; the trunk "
+                    "unless --init")
     ap.add_argument("--out", default="out/rm", help="output folder for model.pt and metrics.json")
     ap.add_argument("--data", help="folder with comparisons.jsonl (+ optional demos.jsonl); default: sample and rank")
     ap.add_argument("--objective", choices=OBJECTIVES, default="ranked", help="what the preference model learns (above)")
