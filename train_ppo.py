@@ -77,6 +77,8 @@ def get_args(argv=None):
     ap.add_argument("--max-new-tokens", type=int, default=32, help="response length limit")
     ap.add_argument("--truncated-score", type=float, default=-2.0, help="score of a response cut at the length limit")
     ap.add_argument("--n-eval", type=int, default=1100, help="held-out test prompts for the final evaluation")
+    ap.add_argument("--snapshot-every", type=int, default=0, help="keep the policy every N iterations in "
+                    "--out/snapshots/ (for measuring over training; 0: never)")
     ap.add_argument("--seed", type=int, default=0, help="random seed")
     ap.add_argument("--control", action="store_true", help="the control world: the demonstrations' mode is the ideal (no generation-verification gap)")
     args = parse_run_args(ap, argv, "iterations", 20, positive=("iterations", "rollout_size", "minibatch_size", "ppo_epochs"),
@@ -279,6 +281,8 @@ def main(argv=None):
             curve.append(point)
             if args.kl_target is not None:
                 beta = adaptive_kl_update(beta, point["kl"], args.kl_target, args.rollout_size * world_size, horizon=10000)
+            if args.snapshot_every and (it + 1) % args.snapshot_every == 0 and rank == 0:
+                save_checkpoint(os.path.join(args.out, "snapshots", f"it{it + 1:04d}.pt"), policy, enc, "policy")
             prog.step(it, tokens=info["ntok"] * world_size, rm=point["rm_score"], gold=point["gold_score"],
                       kl=point["kl"], ent=point["entropy"], ptx=point["ptx_loss"], clip=point["clipfrac"], beta=beta)
             end_of_step(run, lambda: dict(step=it + 1, policy=policy.state_dict(), value=value_model.state_dict(),

@@ -97,7 +97,9 @@ def test_study_end_to_end_quick_and_resumes(tmp_path):
     p = study("--quick", "--root", str(tmp_path), "--out", str(out))
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     res = json.loads((tmp_path / "oo.json").read_text())
-    assert [s["label"] for s in res["series"]] == ["best-of-n", "PPO beta 0.02", "PPO beta 0.1"]
+    assert [s["label"] for s in res["series"]] == ["best-of-n", "PPO beta 0.02", "PPO beta 0.02, checkpoints",
+                                                    "PPO beta 0.1", "PPO beta 0.1, checkpoints"]
+    assert res["series"][2]["iteration"] == [1, 2, 3]  # --quick keeps the policy every iteration
     assert res["series"][0]["n"] == [1, 2, 4, 8] and res["series"][0]["d"][0] == 0.0
     assert all(np.isfinite(s["fits"][k]["alpha"]) for s in res["series"] for k in ("gold", "rm"))
     assert (tmp_path / "oo.md").read_text().startswith("# Over-optimization frontier")

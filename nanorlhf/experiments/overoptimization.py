@@ -20,6 +20,9 @@ stage is not redone when its options change: delete its output).
    root/rm. Per iteration its rollout's KL, RM score and gold score (64 episodes of RL prompts); the
    iterations are averaged in bins of --bin, in training order. gold(0), RM(0): SFT at T=1 on RL prompts,
    scored as the rollout scores them (32 new tokens, a truncated response gets -2).
+3. PPO at its kept policies (every --snapshot-every iterations): each measured on the same
+   --snapshot-prompts test prompts, KL by sampling (log pi - log pi_SFT of its own samples), against
+   SFT measured the same way: a second PPO series whose points are far less noisy than one rollout.
 R^2 = 1 - SS_res / SS_tot about the mean, over the points fitted (n values, or bins of iterations).
 """
 import argparse
@@ -37,7 +40,7 @@ from nanorlhf import world
 from nanorlhf.checkpoint import load_checkpoint
 from nanorlhf.distributed import get_device
 from nanorlhf.errors import UserError, exit_on_user_error
-from nanorlhf.evaluate import bon_kl, reward_of, sample
+from nanorlhf.evaluate import bon_kl, pm_scores, reward_of, sample
 from nanorlhf.experiments.seeds import REPO, held
 
 PPO_MAX_NEW_TOKENS, PPO_TRUNCATED_SCORE = 32, -2.0  # train_ppo.py's defaults: its rollouts are scored so
@@ -111,10 +114,36 @@ def best_of_n_stage(root, prompts, rl_prompts, k, ns, seed):
                        "rm": rl_r.mean().item(), "prompts": len(rl_prompts)}}
 
 
+@torch.no_grad()
+def snapshot_stage(root, folder, prompts, seed):
+    """PPO measured at its kept policies (train_ppo.py --snapshot-every) on the same test prompts (a
+    prompt may repeat: several samples), each point from len(prompts) fresh samples at T=1 rather than
+    one iteration's 64 rollout episodes: gold,
+    RM score (a truncated response gets -2, as the rollout scores it) and KL(pi || pi_SFT), the mean of
+    log pi(y|x) - log pi_SFT(y|x) over the policy's own samples y. The SFT policy is iteration 0."""
+    device = get_device()
+    sft, enc, _ = load_checkpoint(os.path.join(root, "sft", "model.pt"), kind="policy")
+    rm = load_checkpoint(os.path.join(root, "rm", "model.pt"), kind="reward")[0].to(device).eval()
+    sft = sft.to(device).eval()
+    snaps = sorted(f for f in os.listdir(os.path.join(folder, "snapshots")) if f.endswith(".pt"))
+    points = []
+    for it, name in [(0, None)] + [(int(f[2:6]), f) for f in snaps]:
+        pi = sft if name is None else load_checkpoint(os.path.join(folder, "snapshots", name), kind="policy")[0].to(device).eval()
+        texts, stopped = sample(pi, enc, prompts, 1.0, max_new_tokens=PPO_MAX_NEW_TOKENS, seed=seed + 4)
+        r = reward_of(rm, enc, prompts, texts, device).cpu()
+        r = torch.where(torch.tensor(stopped), r, torch.full_like(r, PPO_TRUNCATED_SCORE))
+        kl = (pm_scores(pi, enc, prompts, texts, device, per_token=False)
+              - pm_scores(sft, enc, prompts, texts, device, per_token=False)).mean().item()  # (N,) log-ratios, mean
+        points.append({"iteration": it, "kl": kl, "d": math.sqrt(max(kl, 0.0)), "rm": r.mean().item(),
+                       "gold": float(np.mean([world.score(p, y)["total"] for p, y in zip(prompts, texts)]))})
+    return points
+
+
 def ppo_command(root, folder, beta, args):
     cmd = [sys.executable, os.path.join(REPO, "train_ppo.py"), "--sft", os.path.join(root, "sft", "model.pt"),
            "--rm", os.path.join(root, "rm", "model.pt"), "--out", folder, "--beta", f"{beta:g}", "--ptx-coef", "0",
-           "--n-eval", str(args.n_eval), "--seed", str(args.seed)]
+           "--n-eval", str(args.n_eval), "--seed", str(args.seed),
+           "--snapshot-every", str(args.snapshot_every)]
     return cmd + ["--quick"] * args.quick + ["--iterations", str(args.iterations)]
 
 
@@ -134,7 +163,7 @@ def table(res):
     lines += ["", "| series | point | d | KL | gold - gold(0) | RM - RM(0) |", "|---" * 6 + "|"]
     for s in res["series"]:
         for j, (d, g, r) in enumerate(zip(s["d"], s["gold"], s["rm"])):
-            point = f"n = {s['n'][j]}" if "n" in s else f"bin {j + 1}"
+            point = f"n = {s['n'][j]}" if "n" in s else f"iteration {s['iteration'][j]}" if "iteration" in s else f"bin {j + 1}"
             lines.append(f"| {s['label']} | {point} | {d:.3f} | {d * d:.3f} | {g:+.3f} | {r:+.3f} |")
     return "\n".join(lines)
 
@@ -159,12 +188,17 @@ def main(argv=None):
                     "0.02 needs longer to pass its gold peak)")
     ap.add_argument("--n-eval", type=int, default=100, help="test prompts of each PPO run's final evaluation")
     ap.add_argument("--bin", type=int, default=5, help="PPO iterations averaged per point (sorted by d)")
+    ap.add_argument("--snapshot-every", type=int, default=15, help="PPO iterations between kept policies, each "
+                    "measured on --snapshot-prompts test prompts (a second, less noisy PPO series)")
+    ap.add_argument("--snapshot-prompts", type=int, default=1100, help="test prompts per kept PPO policy")
+    ap.add_argument("--snapshot-samples", type=int, default=4, help="samples per test prompt per kept PPO policy")
     ap.add_argument("--lock", help="a file to lock while a stage runs (to share the machine with other jobs)")
     ap.add_argument("--quick", action="store_true", help="tiny world and runs: a smoke test (root from --quick scripts)")
     ap.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     args = ap.parse_args(argv)
     if args.quick:
         args.prompts, args.samples, args.rl_prompts, args.n_eval, args.bin, args.iterations = 8, 8, 16, 8, 1, 3
+        args.snapshot_every, args.snapshot_prompts, args.snapshot_samples = 1, 8, 2
     for stage in ("sft", "rm"):
         if not os.path.isfile(os.path.join(args.root, stage, "model.pt")):
             raise UserError(f"{args.root}/{stage}/model.pt not found: train the run first "
@@ -199,6 +233,22 @@ def main(argv=None):
         with open(os.path.join(folder, "metrics.json")) as f:
             walls[f"PPO beta {beta:g}"] = json.load(f)["wall_seconds"]
         out.append(series(f"PPO beta {beta:g}", "rl", b["d"], b["gold"], b["rm"], bon["rl_ref"]))
+        snap_path = os.path.join(folder, "snapshots.json")
+        if not os.path.exists(snap_path) and os.path.isdir(os.path.join(folder, "snapshots")):
+            with held(args.lock):
+                t0 = time.time()
+                pts = snapshot_stage(args.root, folder, w["test_prompts"][:args.snapshot_prompts] * args.snapshot_samples, args.seed)
+            with open(snap_path, "w") as f:
+                json.dump({"points": pts, "prompts": args.snapshot_prompts, "samples": args.snapshot_samples,
+                           "wall_seconds": time.time() - t0}, f, indent=1)
+        if os.path.exists(snap_path):
+            with open(snap_path) as f:
+                snap = json.load(f)
+            walls[f"PPO beta {beta:g} checkpoints"] = snap["wall_seconds"]
+            p0, pts = snap["points"][0], snap["points"][1:]
+            out.append(series(f"PPO beta {beta:g}, checkpoints", "rl", [p["d"] for p in pts], [p["gold"] for p in pts],
+                              [p["rm"] for p in pts], {"gold": p0["gold"], "rm": p0["rm"]},
+                              iteration=[p["iteration"] for p in pts]))
 
     res = {"args": vars(args), "series": out, "wall_seconds": walls, "total_wall_seconds": sum(walls.values())}
     text = (f"# Over-optimization frontier of {args.root}: best-of-n ({bon['prompts']} test prompts x {bon['samples']} "
