@@ -180,12 +180,8 @@ def objectives(rows, path):
         for ax, y in zip(axes, ([r["labeler_accuracy"] for r in rs], [r["gold_accuracy"] for r in rs],
                                 [r["best_of_16"][0] for r in rs])):
             ax.plot(x, y, style, color=f"C{i}", label=objective)
-    for ax, title in zip(axes, ("accuracy vs the noisy labeler", "accuracy vs the gold order", "best-of-16 gold score")):
-        ax.set_xscale("log")
-        ax.set_xlabel("parameters")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    _log_x_panels(axes, ("accuracy vs the noisy labeler", "accuracy vs the gold order", "best-of-16 gold score"),
+                  "parameters")
     fig.suptitle("Ranked preference modeling vs binary discrimination vs imitation (held-out comparisons; test prompts)")
     return _save(fig, path)
 
@@ -196,17 +192,22 @@ def pmp_curve(table, path):
     (mean, sd) vs gold] or None}}; N = 0 (PMP alone) is drawn as a dotted line."""
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    for ax, i, title in zip(axes, (0, 1), ("accuracy vs the noisy labeler", "accuracy vs the gold order")):
+    for ax, i in zip(axes, (0, 1)):
         for arm, color, label in (("pmp", "C0", "PMP on forum votes, then N"), ("base", "C1", "no PMP")):
             ns = sorted(n for n in table if n > 0 and table[n][arm])
             ax.errorbar(ns, [table[n][arm][i][0] for n in ns], yerr=[table[n][arm][i][1] for n in ns], fmt="-o",
                         color=color, capsize=3, label=label)
         if table.get(0, {}).get("pmp"):
             ax.axhline(table[0]["pmp"][i][0], color="C0", ls=":", label="PMP alone (N = 0)")
+    _log_x_panels(axes, ("accuracy vs the noisy labeler", "accuracy vs the gold order"), "labeler comparisons N")
+    fig.suptitle("Preference-model pretraining: mean ± sd over seeds")
+    return _save(fig, path)
+
+
+def _log_x_panels(axes, titles, xlabel):
+    for ax, title in zip(axes, titles):
         ax.set_xscale("log")
-        ax.set_xlabel("labeler comparisons N")
+        ax.set_xlabel(xlabel)
         ax.set_title(title)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("Preference-model pretraining: mean ± sd over seeds")
-    return _save(fig, path)

@@ -116,6 +116,22 @@ def best_of_n_gold(root, pms, n_prompts, ns, lock):
     return out
 
 
+def write_results(out, text, result, figure):
+    """out.md (the table), out.json (the numbers) and, with matplotlib, out.png drawn by figure(path)."""
+    with open(out + ".md", "w") as f:
+        f.write(text + "\n")
+    with open(out + ".json", "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"wrote {out}.md, {out}.json")
+    try:
+        import matplotlib
+        matplotlib.use("Agg")  # files only
+    except ImportError:
+        print("no matplotlib: the table is the figure (pip install -e '.[plot]')")
+    else:
+        print(f"wrote {figure(out + '.png')}")
+
+
 def fmt(m, ci=None):
     return f"{m:.3f}" if ci is None else f"{m:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
@@ -194,20 +210,10 @@ def main(argv=None):
         rows_seeds = {obj: {"labeler_accuracy": a[0], "gold_accuracy": a[1]} for obj, a in acc.items()}
     text = "\n".join(lines)
     print(text)
-    out = os.path.join(REPO, os.path.dirname(args.root.rstrip("/")) or ".", "askell")
-    with open(out + ".md", "w") as f:
-        f.write(text + "\n")
-    with open(out + ".json", "w") as f:
-        json.dump({"rows": rows, "seeds_1x": rows_seeds if seeded and args.seeds_1x else None, "baselines": bon, "epochs": args.epochs, "wall_seconds": walls,
-                   "study_seconds": time.time() - t0}, f, indent=1)
-    print(f"wrote {out}.md, {out}.json")
-    try:
-        import matplotlib
-        matplotlib.use("Agg")  # files only
-    except ImportError:
-        print("no matplotlib: the table is the figure (pip install -e '.[plot]')")
-    else:
-        print(f"wrote {plots.objectives(rows, out + '.png')}")
+    write_results(os.path.join(REPO, os.path.dirname(args.root.rstrip("/")) or ".", "askell"), text,
+                  {"rows": rows, "seeds_1x": rows_seeds if seeded and args.seeds_1x else None, "baselines": bon,
+                   "epochs": args.epochs, "wall_seconds": walls, "study_seconds": time.time() - t0},
+                  lambda path: plots.objectives(rows, path))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Measured on the held-out labeler comparisons (validation prompts): accuracy agai
 against the gold order. N = 0 is the PMP model as it is. Writes out/pmp.{json,md}.
 """
 import argparse
-import json
 import math
 import os
 import random
@@ -26,7 +25,7 @@ import time
 from nanorlhf import plots, world
 from nanorlhf.data import write_jsonl
 from nanorlhf.errors import exit_on_user_error
-from nanorlhf.experiments.askell import REPO, accuracies, base_model, labeler_data, metrics, run_stage
+from nanorlhf.experiments.askell import REPO, accuracies, base_model, labeler_data, metrics, run_stage, write_results
 
 NS = (100, 300, 1000, None)  # None: all
 
@@ -95,20 +94,9 @@ def main(argv=None):
               f"{sum(walls):.0f} (PMP {pm_forum['wall_seconds']:.0f}); this invocation {time.time() - t0:.0f}."]
     text = "\n".join(lines)
     print(text)
-    out = os.path.join(REPO, os.path.dirname(args.root.rstrip("/")) or ".", "pmp")
-    with open(out + ".md", "w") as f:
-        f.write(text + "\n")
-    with open(out + ".json", "w") as f:
-        json.dump({"curve": curve, "table": table, "n_all": n_all, "seeds": args.seeds, "pmp_metrics": pm_forum,
-                   "study_seconds": time.time() - t0}, f, indent=1)
-    print(f"wrote {out}.md, {out}.json")
-    try:
-        import matplotlib
-        matplotlib.use("Agg")  # files only
-    except ImportError:
-        print("no matplotlib: the table is the figure (pip install -e '.[plot]')")
-    else:
-        print(f"wrote {plots.pmp_curve(table, out + '.png')}")
+    write_results(os.path.join(REPO, os.path.dirname(args.root.rstrip("/")) or ".", "pmp"), text,
+                  {"curve": curve, "table": table, "n_all": n_all, "seeds": args.seeds, "pmp_metrics": pm_forum,
+                   "study_seconds": time.time() - t0}, lambda path: plots.pmp_curve(table, path))
 
 
 if __name__ == "__main__":
