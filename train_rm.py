@@ -43,14 +43,14 @@ import torch
 
 from nanorlhf import data as jdata
 from nanorlhf import agreement, world
-from nanorlhf.batching import encode_example, pad_right, response_batch
+from nanorlhf.batching import encode_example, pad_right, response_nll
 from nanorlhf.checkpoint import load_checkpoint, load_state, save_checkpoint, to_scalar_head
 from nanorlhf.distributed import all_mean, all_min, all_sum, ddp_setup, ddp_wrap, gather_objects
 from nanorlhf.run import (Progress, Stop, autocast, check_finite, check_resume, end_of_step, lr_at, on_sigint,
                           parse_run_args, seed_everything, write_metrics)
 from nanorlhf.errors import UserError, exit_on_user_error
-from nanorlhf.evaluate import gold_order, has_gold, pair_accuracy, pm_scores, reward_of, sample
-from nanorlhf.losses import binary_loss, lm_loss, rm_ranking_loss
+from nanorlhf.evaluate import comparison_scores, gold_order, has_gold, pair_accuracy, reward_of, sample
+from nanorlhf.losses import binary_loss, rm_ranking_loss
 
 
 def get_args(argv=None):
@@ -119,13 +119,10 @@ def batch_rewards(rm, enc, batch, device):
 
 def batch_loss(pm, enc, batch, objective, device):
     """(loss, accuracy, sequences) of one batch of comparisons under the objective."""
-    if objective == "imitation":  # lm_loss on each prompt's top-ranked response, the labeler's choice
-        ids, mask = response_batch([encode_example(enc, c["prompt"], c["responses"][c["ranking"][0]]) for c in batch],
-                                   enc.eot_token, device)  # (B, T), (B, T-1)
-        with autocast(device):
-            logits = pm(ids[:, :-1])
-        loss = lm_loss(logits.float(), ids[:, 1:], mask)
-        return loss, torch.exp(-loss), len(batch)  # "accuracy": the per-token likelihood
+    if objective == "imitation":  # the SFT loss on each prompt's top-ranked response, the labeler's choice
+        nll, n = response_nll(pm, [encode_example(enc, c["prompt"], c["responses"][c["ranking"][0]]) for c in batch],
+                              enc.eot_token, device)
+        return nll / n, torch.exp(-nll / n), len(batch)  # "accuracy": the per-token likelihood
     rewards, k = batch_rewards(pm, enc, batch, device)  # (B, Kmax) in ranking order, (B,)
     if objective == "ranked":
         return (*rm_ranking_loss(rewards, k), int(k.sum()))
@@ -252,11 +249,10 @@ def main(argv=None):
         say(f"[stop] {e}", flush=True)
         return
     rm.eval()
-
-    if args.objective == "binary":  # the classifier's own task: the labeler's held-out yes/no (before the shift below)
+    scores = comparison_scores(rm, enc, val, device)  # held out, once; the shift below changes no order
+    if args.objective == "binary":  # the classifier's own task: the labeler's held-out yes/no (before the shift)
         metrics["acceptable_rate"] = all_mean(np.mean([a for c in comps for a in c["acceptable"]]), world_size)
-        hits = [(s > 0) == a for c in val if "acceptable" in c for s, a in
-                zip(pm_scores(rm, enc, [c["prompt"]] * len(c["responses"]), c["responses"], device).tolist(), c["acceptable"])]
+        hits = [(s > 0) == a for c, ss in zip(val, scores) if "acceptable" in c for s, a in zip(ss, c["acceptable"])]
         metrics["binary_val_accuracy"] = all_sum(sum(hits), world_size) / max(1, all_sum(len(hits), world_size))
 
     # --- normalization: the demonstrations score 0 on average before RL
@@ -268,17 +264,15 @@ def main(argv=None):
         metrics["demo_bias_removed"], metrics["demo_mean_reward"] = bias.item(), demo_r().item()
 
     # --- held-out accuracy, next to the ceiling set by the labelers' own agreement
-    def ratio(hits_total, name=None):  # over all processes; `name`: also record the number of pairs
-        n = int(all_sum(hits_total[1], world_size))
-        if name:
-            metrics[name] = n
-        return all_sum(hits_total[0], world_size) / max(1, n)
-    metrics["val_accuracy"] = ratio(pair_accuracy(rm, enc, val, device, lambda c: c["ranking"]), "n_val_pairs")
+    def accuracy(order_of, scores=scores):  # (accuracy, pairs) over all processes
+        hits, n = (all_sum(x, world_size) for x in pair_accuracy(scores, val, order_of))
+        return hits / max(1, n), int(n)
+    metrics["val_accuracy"], metrics["n_val_pairs"] = accuracy(lambda c: c["ranking"])
     metrics["passes_over_data"] = args.epochs
     if gold:
-        metrics["gold_accuracy"] = ratio(pair_accuracy(rm, enc, val, device, gold_order), "n_gold_pairs")
+        metrics["gold_accuracy"], metrics["n_gold_pairs"] = accuracy(gold_order)
         if args.objective == "imitation":  # the other normalization (losses.imitation_score)
-            metrics["gold_accuracy_sum_logprob"] = ratio(pair_accuracy(rm, enc, val, device, gold_order, False))
+            metrics["gold_accuracy_sum_logprob"] = accuracy(gold_order, comparison_scores(rm, enc, val, device, False))[0]
         # On the same held-out samples: how often two independent labelers agree (measured, and its
         # exact expectation; the paper's yardstick) and the Bayes ceiling, the gold score's own
         # expected accuracy against one labeler, E[max(p, 1-p)]: no RM can beat it.

@@ -26,7 +26,7 @@ import torch
 
 from nanorlhf import data as jdata
 from nanorlhf import world
-from nanorlhf.batching import encode_example, heldout_stream, pretrain_batch, pretrain_loss, response_batch
+from nanorlhf.batching import encode_example, heldout_stream, pretrain_batch, pretrain_loss, response_nll
 from nanorlhf.checkpoint import load_checkpoint, load_state, save_checkpoint
 from nanorlhf.distributed import all_mean, all_sum, ddp_setup, ddp_wrap
 from nanorlhf.run import (Progress, Stop, autocast, check_finite, check_resume, end_of_step, lr_at, on_sigint,
@@ -136,20 +136,10 @@ def sft_batches(examples, batch_size, epoch, seed):
     return [[examples[i] for i in order[j:j + batch_size]] for j in range(0, len(order) - batch_size + 1, batch_size)]
 
 
-def sft_nll(model, batch, pad, device):
-    """batch: list of (ids, n_prompt). Returns (sum of next-token NLL over response tokens and the
-    end-of-text, token count)."""
-    ids, mask = response_batch(batch, pad, device)  # (B, T), (B, T-1) response targets
-    with autocast(device):
-        logits = model(ids[:, :-1])  # (B, T-1, V)
-    n = mask.sum()
-    return lm_loss(logits.float(), ids[:, 1:], mask) * n, int(n)
-
-
 @torch.no_grad()
 def val_loss(model, examples, pad, device, batch_size):
     model.eval()
-    nll = [sft_nll(model, examples[i:i + batch_size], pad, device) for i in range(0, len(examples), batch_size)]
+    nll = [response_nll(model, examples[i:i + batch_size], pad, device) for i in range(0, len(examples), batch_size)]
     model.train()
     return sum(s.item() for s, _ in nll) / sum(n for _, n in nll)
 
@@ -185,7 +175,7 @@ def sft(run, model, enc, data, state):
                 continue  # resumed: already done
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, args.lr, warmup=20)
-            nll, n = sft_nll(ddp_model, batch[rank * args.batch_size:(rank + 1) * args.batch_size], enc.eot_token, device)
+            nll, n = response_nll(ddp_model, batch[rank * args.batch_size:(rank + 1) * args.batch_size], enc.eot_token, device)
             n_all = all_sum(n, world)
             # Mean over the GLOBAL batch's tokens: DDP averages gradients over ranks, hence * world,
             # so N processes x batch b computes exactly what 1 process x batch N*b does.

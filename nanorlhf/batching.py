@@ -39,6 +39,16 @@ def response_batch(examples, pad, device):
     return ids, (t[None] + 1 >= n_prompt[:, None]) & (t[None] + 1 < lengths[:, None])
 
 
+def response_nll(model, examples, pad, device):
+    """The SFT loss (and the imitation objective's): examples (ids, n_prompt) -> (sum of next-token NLL
+    over response tokens and the end-of-text, token count)."""
+    ids, mask = response_batch(examples, pad, device)  # (B, T), (B, T-1) response targets
+    with autocast(device):
+        logits = model(ids[:, :-1])  # (B, T-1, V)
+    n = mask.sum()
+    return lm_loss(logits.float(), ids[:, 1:], mask) * n, int(n)
+
+
 def heldout_stream(enc, docs, every=20):
     """Pretraining text as two token streams (documents joined by end-of-text): every 20th
     document is held out, to measure the "alignment tax" on text neither pretraining nor ptx saw."""

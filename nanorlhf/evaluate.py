@@ -7,6 +7,7 @@ confidence intervals; and `evaluate_run`, the suite of models and baselines that
 prints responses of several models side by side for random held-out prompts, with gold scores.
 """
 import argparse
+import itertools
 import json
 import math
 import os
@@ -155,11 +156,22 @@ def pm_scores(pm, enc, prompts, responses, device, per_token=True, batch_size=25
     return torch.cat(out)
 
 
-def pair_accuracy(rm, enc, comps, device, order_of, per_token=True):
-    """(hits, pairs): pairs of distinct responses that the preference model orders as `order_of(comparison)` does."""
+def comparison_scores(pm, enc, comps, device, per_token=True):
+    """The preference model's score of every response of every comparison, in one batched pass:
+    one list of scores per comparison."""
+    if not comps:
+        return []
+    flat = pm_scores(pm, enc, [c["prompt"] for c in comps for _ in c["responses"]],
+                     [y for c in comps for y in c["responses"]], device, per_token).tolist()
+    ends = list(itertools.accumulate(len(c["responses"]) for c in comps))
+    return [flat[end - len(c["responses"]):end] for c, end in zip(comps, ends)]
+
+
+def pair_accuracy(scores, comps, order_of):
+    """(hits, pairs): pairs of distinct responses whose scores (comparison_scores) order them as
+    `order_of(comparison)` does."""
     hits = total = 0
-    for c in comps:
-        r = pm_scores(rm, enc, [c["prompt"]] * len(c["responses"]), c["responses"], device, per_token).tolist()
+    for r, c in zip(scores, comps):
         order = [i for i in order_of(c) if i is not None]
         for a in range(len(order)):
             for b in range(a + 1, len(order)):

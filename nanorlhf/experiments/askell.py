@@ -34,7 +34,7 @@ from nanorlhf import plots, world
 from nanorlhf.checkpoint import load_checkpoint
 from nanorlhf.errors import UserError, exit_on_user_error
 from nanorlhf.data import load_dataset
-from nanorlhf.evaluate import best_of_n, gold_order, mean_ci, pair_accuracy, sample
+from nanorlhf.evaluate import best_of_n, comparison_scores, gold_order, mean_ci, pair_accuracy, sample
 from nanorlhf.experiments.seeds import REPO, held
 
 SIZES = {"1x": ("out/world0/sft", []), "4x": ("out/x4/sft", ["--n-layer", "5", "--n-embd", "256", "--n-head", "8"])}
@@ -77,7 +77,8 @@ def accuracies(pm_path, data, lock):
     with held(lock):
         pm, enc, _ = load_checkpoint(os.path.join(REPO, pm_path))
         val = load_dataset(os.path.join(REPO, data), "comparisons", split="val")
-        acc = [pair_accuracy(pm.eval(), enc, val, torch.device("cpu"), order) for order in (lambda c: c["ranking"], gold_order)]
+        scores = comparison_scores(pm.eval(), enc, val, torch.device("cpu"))
+        acc = [pair_accuracy(scores, val, order) for order in (lambda c: c["ranking"], gold_order)]
     return [hits / total for hits, total in acc]
 
 
@@ -141,31 +142,28 @@ def main(argv=None):
     ap.add_argument("--root", default="out/askell", help="folder for the preference models")
     ap.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES), help="trunk sizes")
     ap.add_argument("--epochs", type=int, default=2, help="passes over the comparisons, every objective and size")
-    ap.add_argument("--n-test", type=int, default=600, help="test prompts for best-of-n (of 1,100; 600 keeps the study under 15 min)")
+    ap.add_argument("--n-test", type=int, default=600, help="test prompts for best-of-n (of 1,100; 600 keeps the study "
+                    "under 15 min)")
     ap.add_argument("--seeds-1x", type=int, nargs="+", default=[1, 2], help="more training seeds (order, head) at 1x: the "
                     "objectives' differences against seed noise (seed 0 is the table's)")
     ap.add_argument("--lock", help="a file to lock while a stage runs (to share the machine with other jobs)")
     args = ap.parse_args(argv)
     t0 = time.time()
     data = labeler_data(args.root, args.lock)
-    folders, walls = {}, {"sample_and_rank": metrics(data)["wall_seconds"]}
-    for size in args.sizes:
-        base = base_model(size, args.lock)
-        for obj in OBJECTIVES:
-            folder = folders[size, obj] = os.path.join(args.root, f"{size}_{obj}")
-            run_stage(["train_rm.py", "--data", data, "--init", base, "--objective", obj, "--epochs", str(args.epochs),
-                       "--out", folder], args.lock, os.path.join(REPO, folder, "metrics.json"))
-            walls[f"{size}_{obj}"] = metrics(folder)["wall_seconds"]
-    seeded = {obj: [folders["1x", obj]] for obj in OBJECTIVES} if "1x" in args.sizes else {}
-    for seed in args.seeds_1x if seeded else []:
-        for obj in OBJECTIVES:
-            folder = os.path.join(args.root, f"1x_{obj}_s{seed}")
-            run_stage(["train_rm.py", "--data", data, "--init", base_model("1x", None), "--objective", obj, "--epochs",
-                       str(args.epochs), "--seed", str(seed), "--out", folder], args.lock, os.path.join(REPO, folder, "metrics.json"))
-            walls[f"1x_{obj}_s{seed}"] = metrics(folder)["wall_seconds"]
-            seeded[obj].append(folder)
-    bases = {size: base_model(size, None) for size in args.sizes}
-    n_params = {size: sum(p.numel() for p in load_checkpoint(os.path.join(REPO, b))[0].parameters()) for size, b in bases.items()}
+    walls = {"sample_and_rank": metrics(data)["wall_seconds"]}
+    bases = {size: base_model(size, args.lock) for size in args.sizes}
+
+    def train(size, obj, seed=0):  # one preference model; its folder
+        folder = os.path.join(args.root, f"{size}_{obj}" + (f"_s{seed}" if seed else ""))
+        run_stage(["train_rm.py", "--data", data, "--init", bases[size], "--objective", obj, "--epochs", str(args.epochs),
+                   "--seed", str(seed), "--out", folder], args.lock, os.path.join(REPO, folder, "metrics.json"))
+        walls[os.path.basename(folder)] = metrics(folder)["wall_seconds"]
+        return folder
+    folders = {(size, obj): train(size, obj) for size in args.sizes for obj in OBJECTIVES}
+    seeded = {obj: [folders["1x", obj]] + [train("1x", obj, seed) for seed in args.seeds_1x]
+              for obj in OBJECTIVES} if "1x" in args.sizes else {}
+    n_params = {size: sum(p.numel() for p in load_checkpoint(os.path.join(REPO, b))[0].parameters())
+                for size, b in bases.items()}
     # controls with no labeler data: the likelihood of the base LM and of SFT (demonstrations only)
     controls = {(size, "base LM likelihood (control)"): b for size, b in bases.items()}
     controls["1x", "SFT likelihood (control)"] = SFT
@@ -199,6 +197,7 @@ def main(argv=None):
               + ", ".join(f"{r['gold_accuracy_sum_logprob']:.3f} ({r['size']})" for r in rows if "gold_accuracy_sum_logprob" in r) + ".",
               "", "Wall seconds of each stage when it ran: " + ", ".join(f"{k} {v:.0f}" for k, v in walls.items())
               + f"; in all {sum(walls.values()):.0f} (this invocation: {time.time() - t0:.0f})."]
+    rows_seeds = None
     if seeded and args.seeds_1x:  # paired by seed: each seed's ranked run against its binary / imitation run
         acc = {obj: [[metrics(f)[k] for f in fs] for k in ("val_accuracy", "gold_accuracy")] for obj, fs in seeded.items()}
         ms = lambda xs: f"{statistics.mean(xs):.3f} ± {statistics.stdev(xs):.3f}"
@@ -211,7 +210,7 @@ def main(argv=None):
     text = "\n".join(lines)
     print(text)
     write_results(os.path.join(REPO, os.path.dirname(args.root.rstrip("/")) or ".", "askell"), text,
-                  {"rows": rows, "seeds_1x": rows_seeds if seeded and args.seeds_1x else None, "baselines": bon,
+                  {"rows": rows, "seeds_1x": rows_seeds, "baselines": bon,
                    "epochs": args.epochs, "wall_seconds": walls, "study_seconds": time.time() - t0},
                   lambda path: plots.objectives(rows, path))
 
