@@ -6,7 +6,7 @@ coefficients, with Gao et al.'s functional forms fitted by least squares (linear
     best-of-n   gold(d) - gold(0) = d (alpha - beta d)
     RL          gold(d) - gold(0) = d (alpha - beta log d)
 
-    python -m nanorlhf.experiments.overoptimization     # from out/world0/{sft,rm}; ~12 minutes on 2 cores
+    python -m nanorlhf.experiments.overoptimization     # from out/world0/{sft,rm}; ~10 minutes on 2 cores (617 s of stages)
 
 Writes out/overoptimization.{json,md} (coefficients, R^2, every point) and, with matplotlib,
 out/overoptimization.png; the stages' outputs go to out/overoptimization/ (bon.json, ppo_beta*/), and
@@ -87,13 +87,27 @@ def binned(curve, size):
 # ----------------------------------------------------------------------------------------------
 # The stages: best-of-n from SFT (and SFT's own scores on RL prompts), PPO runs
 
+def run_models(root):
+    """(SFT policy, proxy RM, tokenizer, device) of the run, ready to evaluate."""
+    device = get_device()
+    sft, enc, _ = load_checkpoint(os.path.join(root, "sft", "model.pt"), kind="policy")
+    rm = load_checkpoint(os.path.join(root, "rm", "model.pt"), kind="reward")[0]
+    return sft.to(device).eval(), rm.to(device).eval(), enc, device
+
+
+def as_rollout(pi, rm, enc, prompts, device, seed):
+    """A policy sampled and scored as train_ppo.py's rollout does it: T=1, 32 new tokens, a truncated
+    response scored -2 by the RM. -> (texts, RM scores (N,), mean gold score)."""
+    texts, stopped = sample(pi, enc, prompts, 1.0, max_new_tokens=PPO_MAX_NEW_TOKENS, seed=seed)
+    r = reward_of(rm, enc, prompts, texts, device).cpu()
+    r = torch.where(torch.tensor(stopped), r, torch.full_like(r, PPO_TRUNCATED_SCORE))
+    return texts, r, float(np.mean([world.score(p, y)["total"] for p, y in zip(prompts, texts)]))
+
+
 def best_of_n_stage(root, prompts, rl_prompts, k, ns, seed):
     """Gold and RM score of the RM's pick among the first n of k samples per prompt, for each n;
     and the references: all samples' means (d = 0), and SFT on RL prompts as PPO's rollouts score it."""
-    device = get_device()
-    sft, enc, _ = load_checkpoint(os.path.join(root, "sft", "model.pt"), kind="policy")
-    rm = load_checkpoint(os.path.join(root, "rm", "model.pt"), kind="reward")[0].to(device).eval()
-    sft = sft.to(device).eval()
+    sft, rm, enc, device = run_models(root)
     flat = [p for p in prompts for _ in range(k)]
     texts, stopped = sample(sft, enc, flat, 1.0, seed=seed + 2, batch_size=512)
     r = reward_of(rm, enc, flat, texts, device).cpu().view(len(prompts), k)  # (N, k) proxy RM
@@ -105,37 +119,28 @@ def best_of_n_stage(root, prompts, rl_prompts, k, ns, seed):
         i = pick_r[:, :n].argmax(1)  # (N,) the RM's choice among the first n
         points.append({"n": n, "kl": bon_kl(n), "d": math.sqrt(bon_kl(n)), "gold": g[rows, i].mean().item(),
                        "rm": r[rows, i].mean().item()})
-    rl_texts, rl_stopped = sample(sft, enc, rl_prompts, 1.0, max_new_tokens=PPO_MAX_NEW_TOKENS, seed=seed + 3)
-    rl_r = reward_of(rm, enc, rl_prompts, rl_texts, device).cpu()
-    rl_r = torch.where(torch.tensor(rl_stopped), rl_r, torch.full_like(rl_r, PPO_TRUNCATED_SCORE))
+    _, rl_r, rl_gold = as_rollout(sft, rm, enc, rl_prompts, device, seed + 3)
     return {"prompts": len(prompts), "samples": k, "points": points,
             "ref": {"gold": g.mean().item(), "rm": r.mean().item()},
-            "rl_ref": {"gold": float(np.mean([world.score(p, y)["total"] for p, y in zip(rl_prompts, rl_texts)])),
-                       "rm": rl_r.mean().item(), "prompts": len(rl_prompts)}}
+            "rl_ref": {"gold": rl_gold, "rm": rl_r.mean().item(), "prompts": len(rl_prompts)}}
 
 
 @torch.no_grad()
 def snapshot_stage(root, folder, prompts, seed):
     """PPO measured at its kept policies (train_ppo.py --snapshot-every) on the same test prompts (a
-    prompt may repeat: several samples), each point from len(prompts) fresh samples at T=1 rather than
-    one iteration's 64 rollout episodes: gold,
-    RM score (a truncated response gets -2, as the rollout scores it) and KL(pi || pi_SFT), the mean of
+    prompt may repeat: several samples), each point from len(prompts) fresh samples rather than one
+    iteration's 64 rollout episodes: gold, RM score (as_rollout) and KL(pi || pi_SFT), the mean of
     log pi(y|x) - log pi_SFT(y|x) over the policy's own samples y. The SFT policy is iteration 0."""
-    device = get_device()
-    sft, enc, _ = load_checkpoint(os.path.join(root, "sft", "model.pt"), kind="policy")
-    rm = load_checkpoint(os.path.join(root, "rm", "model.pt"), kind="reward")[0].to(device).eval()
-    sft = sft.to(device).eval()
+    sft, rm, enc, device = run_models(root)
     snaps = sorted(f for f in os.listdir(os.path.join(folder, "snapshots")) if f.endswith(".pt"))
     points = []
     for it, name in [(0, None)] + [(int(f[2:6]), f) for f in snaps]:
-        pi = sft if name is None else load_checkpoint(os.path.join(folder, "snapshots", name), kind="policy")[0].to(device).eval()
-        texts, stopped = sample(pi, enc, prompts, 1.0, max_new_tokens=PPO_MAX_NEW_TOKENS, seed=seed + 4)
-        r = reward_of(rm, enc, prompts, texts, device).cpu()
-        r = torch.where(torch.tensor(stopped), r, torch.full_like(r, PPO_TRUNCATED_SCORE))
+        pi = sft if name is None else load_checkpoint(os.path.join(folder, "snapshots", name), kind="policy")[0]
+        pi = pi.to(device).eval()
+        texts, r, gold = as_rollout(pi, rm, enc, prompts, device, seed + 4)
         kl = (pm_scores(pi, enc, prompts, texts, device, per_token=False)
               - pm_scores(sft, enc, prompts, texts, device, per_token=False)).mean().item()  # (N,) log-ratios, mean
-        points.append({"iteration": it, "kl": kl, "d": math.sqrt(max(kl, 0.0)), "rm": r.mean().item(),
-                       "gold": float(np.mean([world.score(p, y)["total"] for p, y in zip(prompts, texts)]))})
+        points.append({"iteration": it, "kl": kl, "d": math.sqrt(max(kl, 0.0)), "rm": r.mean().item(), "gold": gold})
     return points
 
 

@@ -51,8 +51,8 @@ def main(argv=None):
     pmp = os.path.join(args.root, "pmp")
     run_stage(["train_rm.py", "--data", forum, "--init", base, "--epochs", "1", "--out", pmp], args.lock,
               os.path.join(REPO, pmp, "metrics.json"))
-    walls = [metrics(pmp)["wall_seconds"]]
-    n_all = sum(1 for _ in open(os.path.join(REPO, data, "comparisons.jsonl")))
+    pm_forum = metrics(pmp)
+    walls, n_all = [pm_forum["wall_seconds"]], metrics(data)["n_comparisons"]
     curve = {"pmp": {0: [accuracies(os.path.join(pmp, "model.pt"), data, args.lock)] * len(args.seeds)}, "base": {}}
     for arm, init in (("pmp", os.path.join(pmp, "model.pt")), ("base", base)):
         for n in NS:
@@ -66,7 +66,6 @@ def main(argv=None):
                 m = metrics(folder)
                 walls.append(m["wall_seconds"])
                 curve[arm].setdefault(n, []).append([m["val_accuracy"], m["gold_accuracy"]])
-    pm_forum = metrics(pmp)
     lines = [f"# PMP: {pm_forum['n_comparisons']} voted forum threads, then N labeler comparisons; held-out accuracy, "
              f"mean ± sd over seeds {' '.join(map(str, args.seeds))}\n",
              "| N labeler comparisons | vs labeler, PMP | vs labeler, no PMP | vs gold, PMP | vs gold, no PMP |",
