@@ -11,7 +11,7 @@ trained on
 with all C(K,2) pairs of a prompt as ONE batch element: one forward pass per completion, never one
 per pair. Afterwards a bias makes the labelers' demonstrations score 0 on average.
 
-    python train_rm.py                          # after train_sft.py; under a minute on 2 CPU cores
+    python train_rm.py                          # after train_sft.py; ~100 s on 2 CPU cores
     python train_rm.py --data DIR               # your comparisons.jsonl (see nanorlhf/data.py)
     python train_rm.py --objective binary       # Askell et al. 2021's other objectives: binary, imitation
     python train_rm.py --init out/pmp/model.pt  # start from another trunk, e.g. a PMP preference model

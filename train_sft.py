@@ -8,7 +8,7 @@ pretrained model the paper starts from.
           learning-rate decay and dropout; evaluate on validation prompts after each epoch and
           keep the checkpoint with the best gold score (the paper selects by RM score, not loss).
 
-    python train_sft.py                      # default world, ~4 minutes on 2 CPU cores
+    python train_sft.py                      # default world, ~5 minutes on 2 CPU cores
     python train_sft.py --data DIR --init out/sft/base.pt   # your own demos.jsonl (see nanorlhf/data.py)
 
 Writes base.pt, model.pt (the SFT policy) and metrics.json to --out. Departs from the paper:
