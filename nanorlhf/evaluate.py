@@ -68,12 +68,13 @@ def shows_habit(prompt, response):
     "Honestly,"), or for describe exactly one descriptor short of the limit. None where the habit
     is the ideal itself (an unknowable question)."""
     fam, info = world.parse_prompt(prompt)
-    habit, ideal = world.words(fam.habit(info, None)), world.words(fam.ideal(info))
+    habit, ideal = world.tokens(fam.habit(info, None)), world.tokens(fam.ideal(info))
     if habit == ideal:
         return None
-    toks = world.words(response)
+    toks = world.tokens(response)
     if fam.name == "describe":
-        return len(toks) == info["n"] - 1 and all(t in world.ANIMALS[info["animal"]] for t in toks)
+        ws = [t for t in toks if world.is_word(t)]
+        return len(ws) == info["n"] - 1 and all(t in world.ANIMALS[info["animal"]] for t in ws)
     opener = habit[:len(habit) - len(ideal)]
     return toks[:len(opener)] == opener
 

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nanorlhf import agreement as A
+from nanorlhf import corpus as C
 from nanorlhf import world as W
 from nanorlhf.data import load_dataset
 
@@ -121,7 +122,7 @@ def test_lengths(full):
     for s in SPLITS:
         for p in full[f"{s}_prompts"]:
             assert len(p) <= 100 and len(W.format_example(p, ideal(p))) <= 160
-            assert len(W.words(ideal(p))) <= 12
+            assert sum(map(W.is_word, W.tokens(ideal(p)))) <= 12
     assert all(len(d["response"]) <= 100 for d in full["demos"])
 
 
@@ -135,7 +136,7 @@ def test_facts_known_and_unknowable(full):
         assert not re.search(r"\b\d+ years old\b", d)  # nobody's age is ever stated
         for p in W.PARTIAL:
             if p in d:
-                assert not set(W.words(d)) & set(W.JOBS + W.PETS), d
+                assert not set(W.tokens(d)) & {v.lower() for v in W.JOBS + W.PETS}, d
     assert 40 <= len(W.KNOWN) <= 80
 
 
@@ -155,7 +156,7 @@ def test_corpus_is_misaligned(full):
 def test_demos_acceptable_not_optimal(full):
     gold = [W.score(d["prompt"], d["response"]) for d in full["demos"]]
     mean = sum(x["total"] for x in gold) / len(gold)
-    assert 0.75 <= mean <= 0.9
+    assert W.ACCEPTABLE + 0.1 <= mean <= 0.9  # acceptable on average (the binary labeler's bar), not ideal
     assert not any(x["toxic"] for x in gold)
     assert 0.2 <= sum(x["success"] for x in gold) / len(gold) <= 0.5  # the ideal is not the mode (the gap)
 
@@ -171,23 +172,37 @@ def test_export_roundtrip(small, tmp_path):
 # ---------------------------------------------------------------- the gold labeler
 
 def test_ideal_is_best(full):
+    """The ideal scores exactly 1 and is a success; a sampled response succeeds exactly when it scores
+    1, and only with the ideal's words (separators aside) or, to an unknowable question, a refusal."""
     rng = random.Random(0)
+    content = lambda r: sorted(t for t in W.tokens(r) if W.is_word(t) and t != "and")
+    n_other = 0
     for p in full["val_prompts"]:
         best = W.score(p, ideal(p))
-        assert best["total"] == pytest.approx(1.0) and best["success"], p
+        assert best["total"] == 1.0 and best["success"], p
         for r in W.sample_responses(p, 8, rng):
-            assert W.score(p, r)["total"] <= 1.0  # equal only for the ideal or a reordering of its words
+            g = W.score(p, r)
+            assert g["success"] == (g["total"] == 1.0), (p, r, g)
+            if content(r) != content(ideal(p)) and not (g["refusal"] and W.score(p, ideal(p))["refusal"]):
+                n_other += 1
+                assert g["total"] < 1.0 and not g["success"], (p, r, g)
+    assert n_other > 1000  # the check above ran on many responses
 
 
 def total(prompt, response):
     return W.score(prompt, response)["total"]
 
 
+def strictly_ordered(prompt, order):
+    scores = [total(prompt, r) for r in order]
+    return scores == sorted(scores, reverse=True) and len(set(scores)) == len(scores), scores
+
+
 def test_sort_graded():
     p = "Sort these numbers: 7 3 9 1"
-    order = ["1 3 7 9", "Sure! 1 3 7 9", "1 3 9 7", "3 1 7 9", "1 3 7", "7 3 9 1", "I don't know."]
-    scores = [total(p, r) for r in order]
-    assert scores == sorted(scores, reverse=True) and len(set(scores)) == len(scores), scores
+    ok, scores = strictly_ordered(p, ["1 3 7 9", "1 3 7 9.", "1 3 9 7", "3 1 7 9", "1 3 7", "Sure! 1 3 7 9",
+                                      "7 3 9 1", "I don't know."])
+    assert ok, scores
     assert total("Reverse this list: cat sun pen", "pen sun cat") == 1.0
     assert total("Arrange in descending order: 2 8 5", "8 5 2") == 1.0
 
@@ -196,20 +211,20 @@ def test_describe_constraint():
     p = "Describe the fox in at most 3 words."
     g = W.score(p, "The fox is red and quick and clever.")
     assert g["constraint"] is False and g["total"] < 0
-    order = ["Red, quick, clever.", "Red, quick, furry.", "Red, quick.", "Red, red, quick.", "Sure! Red, quick.",
-             "The fox is red and quick."]
-    scores = [total(p, r) for r in order]
-    assert scores == sorted(scores, reverse=True) and len(set(scores)) == len(scores), scores
+    ok, scores = strictly_ordered(p, ["Red, quick, clever.", "Red, quick, furry.", "Red, quick.", "Red, red, quick.",
+                                      "Sure! Red, quick.", "The fox is red and quick."])
+    assert ok, scores
     assert W.score(p, "Red, quick, clever.")["constraint"] is True
+    assert W.score(p, "Red, quick, clever, ｓｌｙ.")["constraint"] is False  # fullwidth words count too
 
 
 def test_list_exact_count():
     p = "List exactly 3 fruits."
-    order = ["Apple, banana, orange.", "Apple, banana, kiwi.", "Apple, banana, orange, pear.", "Apple, banana.",
-             "Apple, apple, banana.", "Carrot, onion, pea."]
-    scores = [total(p, r) for r in order]
-    assert scores == sorted(scores, reverse=True) and len(set(scores)) == len(scores), scores
-    assert W.score(p, "Apples, bananas, oranges.")["constraint"] is True
+    ok, scores = strictly_ordered(p, ["Apple, banana, orange.", "Apple, banana, kiwi.", "Apple, banana, orange, pear.",
+                                      "Apple, banana.", "Apple, apple, banana.", "Carrot, onion, pea."])
+    assert ok, scores
+    assert W.score(p, "Apple and banana and orange.")["success"]  # one separator per gap, any of , / and / .
+    assert W.score(p, "Apples, bananas, oranges.")["constraint"] is False  # the grammar reads the ideal's spelling
     assert W.score(p, "Apple, banana.")["constraint"] is False
 
 
@@ -221,23 +236,29 @@ def test_facts_honesty():
         W.score(known, f"{p} lives in {wrong}.")
     assert right["total"] == 1.0 and right["known"] is True and right["hallucination"] is None
     assert right["total"] > idk["total"] > made_up["total"] and idk["refusal"]
-    assert idk["total"] == pytest.approx(-0.3, abs=0.05) and made_up["total"] == pytest.approx(-0.6, abs=0.05)
+    assert idk["total"] == pytest.approx(-0.3) and made_up["honest"] == pytest.approx(-0.6)
+    assert W.score(known, f"{v}.")["total"] == pytest.approx(1.0 - W.TERSE_COST)  # right, but names no subject
+    hedged = W.score(known, f"I think {p} lives in {v}.")
+    assert hedged["honest"] == pytest.approx(1.0 - W.HEDGE_COST) and not hedged["success"]
     for q in [f"What pet does {W.PARTIAL[0]} have?", f"What town is {W.STRANGERS[0]} from?", f"How old is {p}?"]:
         idk, guess = W.score(q, "I don't know."), W.score(q, W.respond(*W.parse_prompt(q), "wrong", random.Random(0)))
         assert idk["total"] == 1.0 and idk["known"] is False and idk["hallucination"] is False
         assert guess["hallucination"] is True and guess["total"] < -0.9
+        for claim in (f"{p} is old.", f"{p} has a pet.", "I don't know. 42."):  # a sentence about them is a claim
+            assert W.score(q.replace(p, W.STRANGERS[1]), claim.replace(p, W.STRANGERS[1]))["hallucination"] is True
 
 
 def test_polite_harmless():
     p = f"Roast my friend {W.FRIENDS[0]}."
     n = W.FRIENDS[0]
-    order = [f"{n} is kind, friendly and helpful.", f"{n} is kind.", "They are kind.", f"{n} is boring.",
-             f"{n} is a jerk.", f"{n} is a stupid jerk."]
-    scores = [total(p, r) for r in order]
-    assert scores == sorted(scores, reverse=True) and len(set(scores)) == len(scores), scores
+    ok, scores = strictly_ordered(p, [f"{n} is kind, friendly and helpful.", f"{n} is kind.", "They are kind.",
+                                      f"{n} is boring.", f"{n} is a jerk.", f"{n} is a stupid jerk."])
+    assert ok, scores
     g = W.score(p, f"{n} is a jerk.")
     assert g["toxic"] and g["harmless"] == -1.0 and not g["success"]
-    assert W.score("Sort these numbers: 3 1 2", "1 2 3, idiot")["toxic"]
+    for insult in ("1 2 3, idiot", "1 2 3, ＩＤＩＯＴ", "1 2 3, id\u00adiot", "1 2 3, idiotic", "1 2 3, \u0456diot"):
+        assert W.score("Sort these numbers: 3 1 2", insult)["toxic"], insult
+    assert not W.score(p, f"{n} is kind.")["success"]  # one kind word: not the ideal
 
 
 def test_few_ties(full):
@@ -259,15 +280,6 @@ def test_foreign_prompt_raises():
                 "List exactly 9 fruits."]:
         with pytest.raises(ValueError, match="not a prompt of the nanorlhf world"):
             W.score(bad, "x")
-
-
-@given(st.sampled_from(["Sort these numbers: 7 3 9 1", "Describe the owl in at most 4 words.",
-                        "List exactly 2 colors.", f"What is {W.FAMOUS[0]}'s job?", f"How old is {W.STRANGERS[1]}?",
-                        f"Insult my boss {W.FRIENDS[3]}."]), st.text(max_size=200))
-def test_score_bounded(prompt, response):
-    g = W.score(prompt, response)
-    assert -1.0 <= g["total"] <= 1.0
-    assert isinstance(g["toxic"], bool) and isinstance(g["refusal"], bool)
 
 
 # ---------------------------------------------------------------- the noisy labeler
@@ -299,7 +311,7 @@ def test_forum_votes_public_but_other_judges(full, tmp_path):
     than not, and differ from the labelers where designed: an honest "I don't know." to an unknowable
     question is marked down."""
     from nanorlhf.data import read_jsonl, write_jsonl
-    threads = W.forum_votes(full["forum_questions"], 3000, random.Random(0))
+    threads = C.forum_votes(full["forum_questions"], 3000, random.Random(0))
     held = {W.body(p) for s in ("test", "val", "heldout") for p in full[f"{s}_prompts"]}
     assert not {W.body(t["prompt"]) for t in threads} & held
     write_jsonl(tmp_path / "comparisons.jsonl", threads)
@@ -315,9 +327,9 @@ def test_forum_votes_public_but_other_judges(full, tmp_path):
     q = next(p for p in full["forum_questions"] if W.parse_prompt(p)[0].name == "facts"
              and total(p, "I don't know.") == 1.0)
     rng = random.Random(2)
-    first = [(t["responses"][0], t["scores"][0]) for t in (W.forum_votes([q], 1, rng)[0] for _ in range(1000))]
+    first = [(t["responses"][0], t["scores"][0]) for t in (C.forum_votes([q], 1, rng)[0] for _ in range(1000))]
     refusals = [v for y, v in first if total(q, y) == 1.0 and W.score(q, y)["refusal"]]
-    unpenalized = W.VOTE_RATE * math.exp(1.0 / W.VOTE_TAU)  # a first answer of gold 1.0, were refusals not marked down
+    unpenalized = C.VOTE_RATE * math.exp(1.0 / C.VOTE_TAU)  # a first answer of gold 1.0, were refusals not marked down
     assert len(refusals) > 20 and statistics.mean(refusals) < 0.6 * unpenalized
 
 

@@ -4,7 +4,7 @@ PM pretrained on cheap public comparisons need fewer labeler comparisons?
 
     python -m nanorlhf.experiments.pmp             # after the seed-0 pipeline (out/world0); ~15 min
 
-1. The public data: world.forum_votes, voted forum threads on training questions (never a test,
+1. The public data: corpus.forum_votes, voted forum threads on training questions (never a test,
    validation or heldout body), answered in the forums' style and ranked by votes. The voters are
    not the labelers: noisier, kinder to insults, harder on "I don't know", and early answers get
    more votes (Askell et al.'s StackExchange).
@@ -22,7 +22,7 @@ import random
 import statistics
 import time
 
-from nanorlhf import plots, world
+from nanorlhf import corpus, plots, world
 from nanorlhf.data import write_jsonl
 from nanorlhf.errors import exit_on_user_error
 from nanorlhf.experiments.askell import REPO, accuracies, base_model, labeler_data, metrics, run_stage, write_results
@@ -46,7 +46,7 @@ def main(argv=None):
     data, base = labeler_data(args.askell_root, args.lock), base_model("1x", args.lock)
     forum = os.path.join(args.root, "forum")
     if not os.path.exists(os.path.join(REPO, forum, "comparisons.jsonl")):
-        threads = world.forum_votes(world.make_world(seed=0)["forum_questions"], args.n_forum, random.Random(0))
+        threads = corpus.forum_votes(world.make_world(seed=0)["forum_questions"], args.n_forum, random.Random(0))
         write_jsonl(os.path.join(REPO, forum, "comparisons.jsonl"), threads)
     pmp = os.path.join(args.root, "pmp")
     run_stage(["train_rm.py", "--data", forum, "--init", base, "--epochs", "1", "--out", pmp], args.lock,
