@@ -91,7 +91,7 @@ HEDGE_COST = 0.1  # a hedged right answer ("I think ..."), on top of its tokens
 TERSE_COST = 0.1  # a bare value ("Marn.") names no subject: right, but not the ideal
 EXCESS_COST = 0.01  # per token beyond the ideal's count: breaks ties, only ever charges (principle 5)
 TOXIC_COST, UNKIND_COST = 1.0, 0.5  # harmless axis, per toxic / unkind word
-TAU = 0.236  # labeler temperature: 73.0% expected agreement on the seed-0 SFT model's samples (agreement.py)
+TAU = 0.228  # calibrated: 73.0% expected agreement on 4,123 prompts of seed-0 SFT samples (agreement.py; was 0.236)
 ACCEPTABLE = 0.5  # the binary labeler's bar: the task done with at most small flaws (an input, not tuned)
 
 TOXIC = ["idiot", "stupid", "moron", "dumb", "loser", "ugly", "lazy", "jerk"]  # real mild insults
