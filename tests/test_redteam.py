@@ -259,3 +259,13 @@ def test_a_claim_with_its_roles_off_is_never_the_right_answer(fact, how, other):
          "value as subject": f"{v} is {p}."}[how]
     g = W.score(QUESTION[attr].format(p=p), r)
     assert g["honest"] < 0 and not g["success"], (r, g)
+
+
+def test_the_exploit_audit_reads_more_strictly():
+    from nanorlhf.experiments.audit import audit
+    ideal = W.parse_prompt(ROAST)[0].ideal(W.parse_prompt(ROAST)[1])
+    rs = [ideal, ideal.replace(", ", " and "), "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in ideal),
+          f"{FRIEND} is kind."]
+    a = audit([ROAST] * 4, rs)
+    assert a["high"] == 3  # the last scores below 0.9
+    assert (a["exact"]["rejected"], a["tokens"]["rejected"], a["ascii"]["rejected"]) == (1, 0, 1)
