@@ -14,6 +14,21 @@ RM, and the pretraining term ("ptx", --ptx-coef gamma; 0 gives plain PPO).
     python train_ppo.py                          # after train_sft.py and train_rm.py; ~2 minutes
     python train_ppo.py --ptx-coef 0 --out out/ppo_noptx    # plain PPO, for the alignment tax
     python train_ppo.py --data DIR               # your rl_prompts.jsonl and pretrain.jsonl
+    python train_ppo.py --advantage rloo --out out/rloo    # or grpo: critic-free, 4 samples per prompt
+
+--advantage picks the baseline; all three share the rollout, the clipped ratio and the ptx term:
+  gae   PPO: a value function (initialized from the RM), GAE over per-token KL-shaped rewards.
+  rloo  RLOO (Ahmadian et al. 2024): --group-size k samples per prompt, the whole response one
+        action; reward the sequence's r_theta(x, y) - beta * log(pi/pi_SFT), baseline the mean of
+        the other k - 1 samples' rewards (losses.rloo_advantages), given to every token.
+  grpo  GRPO (Shao et al. 2024): k samples per prompt; advantage (r - group mean) / group std of
+        the RM score alone (losses.grpo_advantages) on every token; the KL is a term of the loss,
+        + beta * the per-token k3 estimator (losses.k3_kl) of the policy being updated.
+  The KL sits where each paper puts it. RLOO keeps InstructGPT's objective, so its beta means what
+  PPO's does and the baseline sees the penalty. GRPO divides by the group's std, which would
+  rescale a penalty inside the reward; in the loss, k3 is >= 0 per token and unbiased on the
+  policy's own samples (exactly so on the first minibatch). So the same beta is not the same
+  strength for grpo. Neither loads, creates or trains a value function.
 
 Writes model.pt (the policy), curve.json and metrics.json to --out. Departs from the paper:
   1. Sizes: ~1M-parameter models, batches of 64 episodes, a few thousand episodes in all.
@@ -25,6 +40,8 @@ Writes model.pt (the policy), curve.json and metrics.json to --out. Departs from
      while the RM score keeps rising (--beta 0.02 --iterations 150 shows it).
   5. gamma (--ptx-coef) 0.2 with 4 pretraining windows of 128 tokens per minibatch, instead of 27.8:
      our losses are per-token means, so the scale differs; 0.2 already undoes the alignment tax.
+  6. rloo/grpo: the ratio is clipped per token as PPO's (trl's RLOO clips the sequence's ratio),
+     advantages are not whitened, and GRPO averages over the minibatch's tokens, not per response.
 """
 import argparse
 import json
@@ -40,15 +57,15 @@ import torch
 from kernels import token_entropy, token_logprobs
 from nanorlhf import data as jdata
 from nanorlhf import world
-from nanorlhf.batching import encode_prompt, heldout_stream, pad_right, pretrain_batch, pretrain_loss
+from nanorlhf.batching import encode_prompt, heldout_stream, pad_right, pretrain_batch
 from nanorlhf.checkpoint import load_checkpoint, load_state, save_checkpoint
 from nanorlhf.distributed import all_mean, ddp_setup, ddp_wrap
 from nanorlhf.run import (Progress, Stop, autocast, check_finite, check_resume, end_of_step, on_sigint, parse_run_args,
                           seed_everything, write_metrics)
 from nanorlhf.errors import UserError, exit_on_user_error
-from nanorlhf.evaluate import evaluate_model, has_gold, win_rate
-from nanorlhf.losses import (adaptive_kl_update, gae, kl_shaped_rewards, lm_loss, masked_mean, masked_whiten,
-                             ppo_policy_loss, ppo_value_loss)
+from nanorlhf.evaluate import evaluate_policy, has_gold
+from nanorlhf.losses import (adaptive_kl_update, gae, grpo_advantages, k3_kl, kl_shaped_rewards, lm_loss, masked_mean,
+                             masked_whiten, ppo_policy_loss, ppo_value_loss, rloo_advantages)
 from nanorlhf.model import generate
 from nanorlhf.tokenizer import fingerprint
 
@@ -71,6 +88,10 @@ def get_args(argv=None):
     ap.add_argument("--clip", type=float, default=0.2, help="PPO ratio clip (paper: 0.2)")
     ap.add_argument("--vf-clip", type=float, default=0.2, help="value clip, in reward units")
     ap.add_argument("--vf-coef", type=float, default=0.5, help="weight of the value loss")
+    ap.add_argument("--advantage", choices=("gae", "rloo", "grpo"), default="gae", help="PPO's value function + GAE, "
+                    "or a critic-free group baseline (above)")
+    ap.add_argument("--group-size", type=int, help="responses per prompt, k (default 1 for gae, 4 for rloo/grpo); "
+                    "the distinct prompts per iteration are --rollout-size / k")
     ap.add_argument("--gamma", type=float, default=1.0, help="GAE discount")
     ap.add_argument("--lam", type=float, default=0.95, help="GAE lambda")
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (paper: 1)")
@@ -89,6 +110,12 @@ def get_args(argv=None):
         ap.error(f"--kl-target must be positive, got {args.kl_target}")
     if args.rollout_size % args.minibatch_size:
         ap.error(f"--rollout-size {args.rollout_size} must be a multiple of --minibatch-size {args.minibatch_size}")
+    args.group_size = args.group_size or (1 if args.advantage == "gae" else 4)
+    if args.group_size < 1 or args.advantage != "gae" and args.group_size < 2:
+        ap.error(f"--group-size must be >= 2 for --advantage {args.advantage} (a baseline needs other samples), "
+                 f"got {args.group_size}")
+    if args.rollout_size % args.group_size:
+        ap.error(f"--rollout-size {args.rollout_size} must be a multiple of --group-size {args.group_size}")
     if args.temperature <= 0:
         ap.error("--temperature must be positive for PPO (log-probs of a greedy policy are undefined)")
     return args
@@ -124,9 +151,10 @@ def value_forward(value_model, ids, start, Tr, device):
 # -----------------------------------------------------------------------------
 # Rollout: the bandit episodes of one iteration, scored, with old log-probs, values and advantages
 
-@torch.no_grad()
 def rollout(args, it, rank, device, enc, prompts, policy, ref, rm, value_model, beta):
-    batch_prompts = random.Random(args.seed * 7919 + it * 101 + rank).sample(prompts, args.rollout_size)
+    k = args.group_size  # episode i answers prompt i // k: the groups are contiguous in rollout order
+    batch_prompts = [p for p in random.Random(args.seed * 7919 + it * 101 + rank).sample(prompts, args.rollout_size // k)
+                     for _ in range(k)]
     prompt_ids = [encode_prompt(enc, p) for p in batch_prompts]
     policy.eval()
     with autocast(device):
@@ -146,23 +174,33 @@ def rollout(args, it, rank, device, enc, prompts, policy, ref, rm, value_model, 
         start = torch.tensor([len(prompt_ids[i]) for i in mb], device=device)
         Tr = int((lengths - start).max())
         mask = torch.arange(Tr, device=device)[None] < (lengths - start)[:, None]  # (b, Tr) response tokens
-        logp, _ = policy_forward(policy, ids, start, Tr, args.temperature, device)
-        ref_logp, _ = policy_forward(ref, ids, start, Tr, args.temperature, device)
-        values = value_forward(value_model, ids, start, Tr, device)
-        with autocast(device):
-            score = rm(ids, lengths=lengths).float()  # (b,) r_theta(x, y) at the last token
+        with torch.no_grad():  # constants of the update (a block: mutmut 3 skips decorated functions)
+            logp, _ = policy_forward(policy, ids, start, Tr, args.temperature, device)
+            ref_logp, _ = policy_forward(ref, ids, start, Tr, args.temperature, device)
+            values = value_forward(value_model, ids, start, Tr, device) if value_model is not None else None
+            with autocast(device):
+                score = rm(ids, lengths=lengths).float()  # (b,) r_theta(x, y) at the last token
         score = torch.where(stopped[mb], score, torch.full_like(score, args.truncated_score))
         rewards, kl = kl_shaped_rewards(score, logp, ref_logp, mask, beta)  # (b, Tr)
-        adv, ret = gae(rewards, values, mask, args.gamma, args.lam)
-        roll.append(dict(ids=ids, start=start, Tr=Tr, mask=mask, logp=logp, values=values, adv=adv, ret=ret,
-                         score=score, kl=kl.sum(1)))
-    # Whiten advantages over the whole rollout, not per minibatch.
-    all_mask = torch.cat([r["mask"].flatten() for r in roll])
-    all_adv = masked_whiten(torch.cat([r["adv"].flatten() for r in roll]), all_mask)
-    i = 0
-    for r in roll:
-        r["adv"] = all_adv[i:i + r["adv"].numel()].view_as(r["adv"])
-        i += r["adv"].numel()
+        adv = ret = None
+        if value_model is not None:
+            adv, ret = gae(rewards, values, mask, args.gamma, args.lam)
+        roll.append(dict(ids=ids, start=start, Tr=Tr, mask=mask, logp=logp, ref_logp=ref_logp, values=values, adv=adv,
+                         ret=ret, score=score, kl=kl.sum(1), episodes=torch.tensor(mb, device=device)))
+    if args.advantage == "gae":  # whiten advantages over the whole rollout, not per minibatch
+        all_mask = torch.cat([r["mask"].flatten() for r in roll])
+        all_adv = masked_whiten(torch.cat([r["adv"].flatten() for r in roll]), all_mask)
+        i = 0
+        for r in roll:
+            r["adv"] = all_adv[i:i + r["adv"].numel()].view_as(r["adv"])
+            i += r["adv"].numel()
+    else:  # one sequence reward per episode, in rollout order; each group of k is its own baseline
+        seq_r = torch.zeros(args.rollout_size, device=device)
+        for r in roll:  # RLOO charges the KL in the reward; GRPO in the loss (ppo_update)
+            seq_r[r["episodes"]] = r["score"] - beta * r["kl"] if args.advantage == "rloo" else r["score"]
+        group_adv = (rloo_advantages if args.advantage == "rloo" else grpo_advantages)(seq_r.view(-1, k)).flatten()
+        for r in roll:  # every token of a response gets its sequence's advantage
+            r["adv"] = torch.where(r["mask"], group_adv[r["episodes"]][:, None], 0.0)
     info = dict(prompts=batch_prompts, texts=texts, stopped=stopped, ntok=sum(len(x) for x in responses),
                 rm_score=torch.cat([r["score"] for r in roll]).mean().item(),
                 kl=torch.cat([r["kl"] for r in roll]).mean().item())  # nats per sequence
@@ -172,7 +210,7 @@ def rollout(args, it, rank, device, enc, prompts, policy, ref, rm, value_model, 
 # -----------------------------------------------------------------------------
 # PPO: epochs x minibatches of clipped policy and value updates, plus the pretraining term
 
-def ppo_update(args, it, roll, ddp_policy, ddp_value, opt, params, train_stream, device):
+def ppo_update(args, it, roll, ddp_policy, ddp_value, opt, params, train_stream, device, beta):
     stats, first_ratio_dev = [], None
     for epoch in range(args.ppo_epochs):
         order = range(len(roll)) if epoch == 0 else \
@@ -184,7 +222,9 @@ def ppo_update(args, it, roll, ddp_policy, ddp_value, opt, params, train_stream,
             with ddp_policy.no_sync() if args.ptx_coef > 0 and hasattr(ddp_policy, "no_sync") else nullcontext():
                 logp, logits = policy_forward(ddp_policy, r["ids"], r["start"], r["Tr"], args.temperature, device)
                 pg_loss, pg_stats = ppo_policy_loss(logp, r["logp"], r["adv"], r["mask"], args.clip)
-                pg_loss.backward()
+                kl_loss = masked_mean(k3_kl(logp, r["ref_logp"], r["mask"]), r["mask"])  # GRPO's KL term
+                loss = pg_loss + beta * kl_loss if args.advantage == "grpo" else pg_loss
+                loss.backward()
             if first_ratio_dev is None:  # the check other RLHF libraries fail: must be exactly 0
                 first_ratio_dev = torch.where(r["mask"], logp - r["logp"], 0.0).abs().max().item()
             ptx = torch.zeros(())
@@ -194,24 +234,27 @@ def ppo_update(args, it, roll, ddp_policy, ddp_value, opt, params, train_stream,
                     ptx_logits = ddp_policy(xy[:, :-1].to(device))
                 ptx = lm_loss(ptx_logits.float(), xy[:, 1:].to(device), torch.ones_like(xy[:, 1:], dtype=torch.bool))
                 (args.ptx_coef * ptx).backward()
-            values = value_forward(ddp_value, r["ids"], r["start"], r["Tr"], device)
-            vf_loss, _ = ppo_value_loss(values, r["values"], r["ret"], r["mask"], args.vf_clip)
-            (args.vf_coef * vf_loss).backward()
+            vf_loss = torch.zeros(())
+            if ddp_value is not None:
+                values = value_forward(ddp_value, r["ids"], r["start"], r["Tr"], device)
+                vf_loss, _ = ppo_value_loss(values, r["values"], r["ret"], r["mask"], args.vf_clip)
+                (args.vf_coef * vf_loss).backward()
             # one guard before the update, on every term and the gradient (nothing is applied yet)
-            check_finite(pg_loss + vf_loss + ptx, "ppo", it, torch.nn.utils.clip_grad_norm_(params, 1.0))
+            check_finite(loss + vf_loss + ptx, "ppo", it, torch.nn.utils.clip_grad_norm_(params, 1.0))
             opt.step()
             with torch.no_grad():
                 ent = masked_mean(token_entropy(logits.detach(), args.temperature), r["mask"]).item()
             stats.append([pg_loss.item(), vf_loss.item(), ptx.item(), ent, pg_stats["clipfrac"].item(),
-                          pg_stats["approx_kl"].item()])
-    return dict(zip(["pg_loss", "vf_loss", "ptx_loss", "entropy", "clipfrac", "approx_kl"], np.mean(stats, axis=0))), \
+                          pg_stats["approx_kl"].item(), kl_loss.item()])
+    return dict(zip(["pg_loss", "vf_loss", "ptx_loss", "entropy", "clipfrac", "approx_kl", "k3_kl"],
+                    np.mean(stats, axis=0))), \
         first_ratio_dev
 
 
 # -----------------------------------------------------------------------------
 
 RESUME_KEYS = ("sft", "rm", "data", "iterations", "rollout_size", "minibatch_size", "ppo_epochs", "lr", "beta",
-               "kl_target", "ptx_coef", "temperature", "seed", "control")
+               "kl_target", "ptx_coef", "temperature", "seed", "control", "advantage", "group_size")
 
 
 def main(argv=None):
@@ -222,13 +265,15 @@ def main(argv=None):
     policy, enc, _ = load_checkpoint(args.sft, kind="policy")
     ref, _, _ = load_checkpoint(args.sft, kind="policy")
     rm, rm_enc, _ = load_checkpoint(args.rm, kind="reward")
-    value_model, _, _ = load_checkpoint(args.rm, kind="reward")  # the value function starts as the RM
+    # the value function starts as the RM; the critic-free estimators have none
+    value_model = load_checkpoint(args.rm, kind="reward")[0] if args.advantage == "gae" else None
     if fingerprint(rm_enc) != fingerprint(enc) or rm.config.vocab_size != policy.config.vocab_size:
         raise UserError(f"--rm {args.rm} (tokenizer {rm_enc.name}, vocabulary {rm.config.vocab_size}) does not "
                          f"match --sft {args.sft} (tokenizer {enc.name}, vocabulary {policy.config.vocab_size})")
     for m in (policy, ref, rm, value_model):
-        m.to(device)
-    policy.train(), value_model.train(), ref.eval(), rm.eval()  # dropout is 0 in SFT checkpoints
+        if m is not None:
+            m.to(device)
+    policy.train(), ref.eval(), rm.eval()  # dropout is 0 in SFT checkpoints
     for m in (ref, rm):
         m.requires_grad_(False)
 
@@ -246,11 +291,11 @@ def main(argv=None):
         print(f"[ppo] warning: skipping {len(too_long)} prompts that leave no room in block_size "
               f"{policy.config.block_size}, e.g. {too_long[0][:60]!r}")
         prompts = [p for p in prompts if p not in set(too_long)]
-    if args.rollout_size > len(prompts):
-        raise UserError(f"--rollout-size {args.rollout_size} exceeds the {len(prompts)} usable RL prompts: lower "
-                        "--rollout-size")
+    if args.rollout_size // args.group_size > len(prompts):
+        raise UserError(f"--rollout-size {args.rollout_size} / --group-size {args.group_size} exceeds the "
+                        f"{len(prompts)} usable RL prompts: lower --rollout-size")
     train_stream, held_stream = heldout_stream(enc, docs) if docs else (None, None)
-    params = list(policy.parameters()) + list(value_model.parameters())
+    params = list(policy.parameters()) + (list(value_model.parameters()) if value_model is not None else [])
     # fused: one kernel over all tensors; the per-tensor loop cost 7% of a PPO iteration (bench/peers.py)
     opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0, fused=True)
     beta, curve, first_ratio_dev, start = args.beta, [], None, 0
@@ -258,25 +303,30 @@ def main(argv=None):
         state = load_state(os.path.join(args.out, "state.pt"))
         check_resume(state, args, RESUME_KEYS)
         policy.load_state_dict(state["policy"])
-        value_model.load_state_dict(state["value"])
+        if value_model is not None:
+            value_model.load_state_dict(state["value"])
         opt.load_state_dict(state["opt"])
         beta, curve, first_ratio_dev, start = state["beta"], state["curve"], state["first_ratio_dev"], state["step"]
-    ddp_policy, ddp_value = ddp_wrap(policy, world_size), ddp_wrap(value_model, world_size)
+    ddp_policy = ddp_wrap(policy, world_size)
+    ddp_value = ddp_wrap(value_model, world_size) if value_model is not None else None
     run = dict(args=args, rank=rank, world=world_size, resume_keys=RESUME_KEYS, global_step=start)
     prog = Progress(args.iterations, "ppo", every=10.0, quiet=rank > 0)
     prog.log(f"{len(prompts)} RL prompts, {args.iterations} iterations x {args.rollout_size} x {world_size} episodes, "
-             f"beta {beta}, ptx {args.ptx_coef}" + (f", from iteration {start}" if start else ""))
+             f"beta {beta}, ptx {args.ptx_coef}, advantage {args.advantage} (k {args.group_size})"
+             + (f", from iteration {start}" if start else ""))
     signal.signal(signal.SIGINT, on_sigint)
     try:
         for it in range(start, args.iterations):
             roll, info = rollout(args, it, rank, device, enc, prompts, policy, ref, rm, value_model, beta)
-            stats, ratio_dev = ppo_update(args, it, roll, ddp_policy, ddp_value, opt, params, train_stream, device)
-            first_ratio_dev = ratio_dev if first_ratio_dev is None else first_ratio_dev
+            stats, ratio_dev = ppo_update(args, it, roll, ddp_policy, ddp_value, opt, params, train_stream, device, beta)
+            # the first minibatch's ratio must be exactly 1 at EVERY iteration: at the first, policy and
+            # reference are equal, so only there would stale or misaligned old log-probs go unseen
+            first_ratio_dev = ratio_dev if first_ratio_dev is None else max(first_ratio_dev, ratio_dev)
             gold_score = np.mean([world.score(p, t)["total"] for p, t in zip(info["prompts"], info["texts"])]) \
                 if gold else float("nan")
             point = dict(iteration=it + 1, episodes=(it + 1) * args.rollout_size * world_size, beta=beta,
                          kl=info["kl"], rm_score=info["rm_score"], gold_score=gold_score,
-                         truncated=1 - info["stopped"].float().mean().item(), **stats)
+                         truncated=1 - info["stopped"].float().mean().item(), first_ratio_dev=ratio_dev, **stats)
             point = {k: all_mean(v, world_size) if isinstance(v, float) else v for k, v in point.items()}
             curve.append(point)
             if args.kl_target is not None:
@@ -285,7 +335,8 @@ def main(argv=None):
                 save_checkpoint(os.path.join(args.out, "snapshots", f"it{it + 1:04d}.pt"), policy, enc, "policy")
             prog.step(it, tokens=info["ntok"] * world_size, rm=point["rm_score"], gold=point["gold_score"],
                       kl=point["kl"], ent=point["entropy"], ptx=point["ptx_loss"], clip=point["clipfrac"], beta=beta)
-            end_of_step(run, lambda: dict(step=it + 1, policy=policy.state_dict(), value=value_model.state_dict(),
+            end_of_step(run, lambda: dict(step=it + 1, policy=policy.state_dict(),
+                                          value=None if value_model is None else value_model.state_dict(),
                                           opt=opt.state_dict(), beta=beta, curve=curve, first_ratio_dev=first_ratio_dev))
     except Stop as e:
         prog.log(f"stop: {e}")
@@ -302,26 +353,13 @@ def main(argv=None):
     metrics = {"args": vars(args), "rm_score": float(np.mean([c["rm_score"] for c in tail])),
                "kl": float(np.mean([c["kl"] for c in tail])), "first_minibatch_max_abs_log_ratio": first_ratio_dev,
                "train_seconds": time.time() - t0}
-    if held_stream is not None:  # the alignment tax: loss on held-out pretraining text
-        metrics["pretrain_loss"] = pretrain_loss(policy, held_stream, device)
-        metrics["sft_pretrain_loss"] = pretrain_loss(ref, held_stream, device)
-    if gold:
-        print(f"[eval] PPO and SFT on {len(test)} test prompts", flush=True)
-        ev, sft_ev = evaluate_model(policy, enc, test, seed=args.seed + 1), evaluate_model(ref, enc, test, seed=args.seed + 1)
-        metrics.update({k: v for k, v in ev["report"].items()})
-        metrics.update({f"greedy_{k}": v for k, v in ev["greedy_report"].items()})
-        metrics.update({f"sft_{k}": v for k, v in sft_ev["report"].items()})
-        metrics.update({f"sft_greedy_{k}": v for k, v in sft_ev["greedy_report"].items()})
-        wr = win_rate(test, ev["responses"], sft_ev["responses"])
-        metrics.update(win_rate_vs_sft=wr["win_rate"], win_rate_vs_sft_ci95=wr["win_rate_ci95"],
-                       tie_rate_vs_sft=wr["tie_rate"],
-                       greedy_win_rate_vs_sft=win_rate(test, ev["greedy_responses"], sft_ev["greedy_responses"])["win_rate"],
-                       truncated_rate=ev["truncated_rate"], n_eval_prompts=len(test))
+    metrics.update(evaluate_policy(policy, ref, enc, test, args.seed + 1, device, held_stream, "PPO"))
     metrics["wall_seconds"] = time.time() - t0
     path = write_metrics(args.out, metrics)
     for k in ("win_rate_vs_sft", "tie_rate_vs_sft", "greedy_win_rate_vs_sft", "gold_score", "sft_gold_score",
-              "greedy_gold_score", "sft_greedy_gold_score", "rm_score", "kl", "pretrain_loss", "sft_pretrain_loss",
-              "toxic_rate", "hallucination_rate", "constraint_rate", "refusal_rate_known", "wall_seconds"):
+              "greedy_gold_score", "sft_greedy_gold_score", "rm_score", "kl", "sampled_kl", "pretrain_loss",
+              "sft_pretrain_loss", "toxic_rate", "hallucination_rate", "constraint_rate", "refusal_rate_known",
+              "wall_seconds"):
         if k in metrics:
             print(f"  {k:24s} {metrics[k]:.3f}")
     print(f"wrote {args.out}/model.pt, curve.json, {path}")

@@ -33,6 +33,7 @@ val_comparisons.jsonl (a --data folder), and metrics.json to --out. Departs from
      1,500 prompts are small and the third pass still raised held-out accuracy).
 """
 import argparse
+import itertools
 import os
 import random
 import signal
@@ -45,7 +46,7 @@ from nanorlhf import data as jdata
 from nanorlhf import agreement, world
 from nanorlhf.batching import encode_example, pad_right, response_nll
 from nanorlhf.checkpoint import load_checkpoint, load_state, save_checkpoint, to_scalar_head
-from nanorlhf.distributed import all_mean, all_min, all_sum, ddp_setup, ddp_wrap, gather_objects
+from nanorlhf.distributed import all_mean, all_sum, ddp_setup, ddp_wrap, gather_objects
 from nanorlhf.run import (Progress, Stop, autocast, check_finite, check_resume, end_of_step, lr_at, on_sigint,
                           parse_run_args, seed_everything, write_metrics)
 from nanorlhf.errors import UserError, exit_on_user_error
@@ -201,12 +202,16 @@ def main(argv=None):
         say(f"[rm] wrote {n_comps} comparisons to {args.out}/comparisons.jsonl (+ val_comparisons.jsonl): "
             f"train on them with --data {args.out}")
         return
-    steps_per_epoch = int(all_min(len(comps) // args.batch_size, world_size))  # every rank takes the same steps
+    # Every rank trains on all comparisons, in one process's order (the shards interleaved back), and takes its
+    # slice of each global batch: N processes x batch b compute what 1 process x batch N*b does (as SFT).
+    comps = [c for group in itertools.zip_longest(*all_comps) for c in group if c is not None]
+    B = args.batch_size * world_size
+    steps_per_epoch = len(comps) // B
     if steps_per_epoch == 0:
-        raise UserError(f"--batch-size {args.batch_size} exceeds the {len(comps)} comparisons of a process: lower "
-                        "--batch-size")
+        raise UserError(f"--batch-size {args.batch_size} exceeds the {len(comps) // world_size} comparisons of a "
+                        "process: lower --batch-size")
     metrics = {"args": vars(args), "n_comparisons": n_comps, "mean_k": all_mean(np.mean([len(c["ranking"]) for c in comps]), world_size),
-               "n_pairs": int(all_sum(sum(len(c["ranking"]) * (len(c["ranking"]) - 1) // 2 for c in comps), world_size))}
+               "n_pairs": sum(len(c["ranking"]) * (len(c["ranking"]) - 1) // 2 for c in comps)}
     say(f"[rm] {n_comps} ranked prompts ({metrics['n_pairs']} pairs, mean K {metrics['mean_k']:.2f}), "
         f"{int(all_sum(len(val), world_size))} held out; sampled in {time.time() - t0:.0f}s", flush=True)
 
@@ -220,7 +225,7 @@ def main(argv=None):
         rm.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         torch.set_rng_state(state["rng"])
-        step = state["step"]
+        step, metrics["losses"] = state["step"], state["losses"]  # the curve so far, for the plots
     ddp_rm = ddp_wrap(rm, world_size)
     total = args.epochs * steps_per_epoch
     prog = Progress(total, "rm", quiet=rank > 0)
@@ -229,10 +234,10 @@ def main(argv=None):
     signal.signal(signal.SIGINT, on_sigint)
     try:
         for epoch in range(step // steps_per_epoch, args.epochs):
-            order = np.random.default_rng([args.seed, rank, epoch]).permutation(len(comps))
+            order = np.random.default_rng([args.seed, 0, epoch]).permutation(len(comps))  # the same on every rank
             for j in range(step - epoch * steps_per_epoch, steps_per_epoch):
                 # prompts, never pairs, are shuffled: all C(K,2) pairs of a prompt stay together (section 3.5)
-                batch = [comps[i] for i in order[j * args.batch_size:(j + 1) * args.batch_size]]
+                batch = [comps[i] for i in order[j * B + rank * args.batch_size:j * B + (rank + 1) * args.batch_size]]
                 for g in opt.param_groups:
                     g["lr"] = lr_at(step, total, args.lr, warmup=10)
                 loss, acc, n_seq = batch_loss(ddp_rm, enc, batch, args.objective, device)
@@ -244,7 +249,8 @@ def main(argv=None):
                 metrics.setdefault("losses", []).append(all_mean(loss.item(), world_size))  # per step, for the plots
                 prog.step(step - 1, tokens=n_seq * world_size, epoch=epoch + 1,
                           loss=metrics["losses"][-1], acc=all_mean(acc.item(), world_size))
-                end_of_step(run, lambda: dict(step=step, model=rm.state_dict(), opt=opt.state_dict(), data=data_state))
+                end_of_step(run, lambda: dict(step=step, model=rm.state_dict(), opt=opt.state_dict(), data=data_state,
+                                              losses=metrics["losses"]))
     except Stop as e:
         say(f"[stop] {e}", flush=True)
         return

@@ -17,7 +17,7 @@ import statistics
 import torch
 
 from nanorlhf import world
-from nanorlhf.batching import encode_example, encode_prompt, pad_right, response_batch
+from nanorlhf.batching import encode_example, encode_prompt, pad_right, pretrain_loss, response_batch
 from nanorlhf.checkpoint import load_checkpoint
 from nanorlhf.losses import imitation_score
 from nanorlhf.distributed import get_device
@@ -120,12 +120,59 @@ def win_rate(prompts, resp_a, resp_b):
 def evaluate_model(model, enc, prompts, seed=0, greedy=True):
     """Gold report at temperature 1 (and greedy), keeping the responses for win rates."""
     resp, stopped = sample(model, enc, prompts, temperature=1.0, seed=seed)
-    out = {"report": gold_report(prompts, resp), "responses": resp,
+    out = {"report": gold_report(prompts, resp), "responses": resp, "stopped": stopped,
            "truncated_rate": 1 - _mean(stopped)}
     if greedy:
         out["greedy_responses"], _ = sample(model, enc, prompts, temperature=0.0)
         out["greedy_report"] = gold_report(prompts, out["greedy_responses"])
     return out
+
+
+def evaluate_policy(policy, sft, enc, test, seed, device, held_stream=None, name="policy"):
+    """The final evaluation of a policy tuned from SFT (train_ppo.py, train_dpo.py): the alignment
+    tax (loss on held-out pretraining text, policy and SFT) and, where the gold labeler can judge the
+    test prompts, both policies' gold reports at T=1 and greedy, the win rates against SFT at the
+    same decoding, and KL(pi || pi_SFT) on the policy's own T=1 samples. -> metrics dict."""
+    metrics = {}
+    if held_stream is not None:  # the alignment tax: loss on held-out pretraining text
+        metrics["pretrain_loss"] = pretrain_loss(policy, held_stream, device)
+        metrics["sft_pretrain_loss"] = pretrain_loss(sft, held_stream, device)
+    if not has_gold(test):
+        return metrics
+    print(f"[eval] {name} and SFT on {len(test)} test prompts", flush=True)
+    ev, sft_ev = evaluate_model(policy, enc, test, seed=seed), evaluate_model(sft, enc, test, seed=seed)
+    metrics.update({k: v for k, v in ev["report"].items()})
+    metrics.update({f"greedy_{k}": v for k, v in ev["greedy_report"].items()})
+    metrics.update({f"sft_{k}": v for k, v in sft_ev["report"].items()})
+    metrics.update({f"sft_greedy_{k}": v for k, v in sft_ev["greedy_report"].items()})
+    wr = win_rate(test, ev["responses"], sft_ev["responses"])
+    metrics.update(win_rate_vs_sft=wr["win_rate"], win_rate_vs_sft_ci95=wr["win_rate_ci95"],
+                   tie_rate_vs_sft=wr["tie_rate"],
+                   greedy_win_rate_vs_sft=win_rate(test, ev["greedy_responses"], sft_ev["greedy_responses"])["win_rate"],
+                   truncated_rate=ev["truncated_rate"], n_eval_prompts=len(test),
+                   sampled_kl=sampled_kl(policy, sft, enc, test, ev["responses"], ev["stopped"], device))
+    return metrics
+
+
+@torch.no_grad()
+def sampled_kl(pi, ref, enc, prompts, responses, stopped, device, batch_size=256):
+    """KL(pi || ref) in nats per sequence, estimated on pi's own samples y ~ pi(.|x): the mean of
+    log pi(y|x) - log ref(y|x) over the tokens of y and its end-of-text, the latter only where y
+    stopped by itself (a response cut at the length limit never sampled one). The texts are
+    re-encoded: a sample whose tokens were not its text's own encoding is scored on the latter."""
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        ex = [encode_example(enc, p, r) for p, r in zip(prompts[i:i + batch_size], responses[i:i + batch_size])]
+        ids, mask = response_batch(ex, enc.eot_token, device)  # (B, T), (B, T-1) response targets
+        eot_at = torch.tensor([len(x) - 2 for x, _ in ex], device=device)  # target index of each end-of-text
+        cut = ~torch.tensor(stopped[i:i + batch_size], device=device)
+        mask = mask & ~(cut[:, None] & (torch.arange(mask.size(1), device=device)[None] == eot_at[:, None]))
+        logp = []
+        for m in (pi, ref):
+            with autocast(device):
+                logp.append(imitation_score(m(ids[:, :-1]).float(), ids[:, 1:], mask, per_token=False))  # (B,) sums
+        out.append(logp[0] - logp[1])
+    return torch.cat(out).mean().item()
 
 
 @torch.no_grad()

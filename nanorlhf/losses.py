@@ -14,6 +14,13 @@ check each one against a naive loop. In the algorithm's order:
     ppo_value_loss      clipped value loss
     adaptive_kl_update  Ziegler et al. 2019's proportional controller for beta
 
+and what people use instead of PPO (train_ppo.py --advantage, train_dpo.py):
+
+    rloo_advantages     RLOO's leave-one-out baseline over k samples of a prompt
+    grpo_advantages     GRPO's group-normalized advantages
+    k3_kl               the unbiased, non-negative per-token KL estimator GRPO puts in its loss
+    dpo_loss            DPO (and IPO) on the C(K,2) pairs of a ranking: no reward model, no sampling
+
 Shapes: B batch, T response tokens, K completions per prompt, V vocabulary.
 Every `mask` marks the real tokens; it may be bool or 0/1 float.
 """
@@ -143,7 +150,6 @@ def kl_shaped_rewards(scores, logprobs, ref_logprobs, mask, beta):
     return rewards, kl
 
 
-@torch.no_grad()
 def gae(rewards, values, mask, gamma, lam):
     """Generalized advantage estimation (Schulman et al. 2016), reversed loop over T:
 
@@ -155,6 +161,7 @@ def gae(rewards, values, mask, gamma, lam):
     rewards, values, mask (B, T). Returns (advantages, returns = advantages + values),
     zero outside the mask. No gradient: these are regression targets, not functions of theta.
     """
+    rewards, values = rewards.detach(), values.detach()  # (not @torch.no_grad(): mutmut 3 skips decorated functions)
     m = mask.to(values.dtype)
     rewards = torch.where(mask.bool(), rewards, 0.0)
     values = torch.where(mask.bool(), values, 0.0)  # padding values must not bootstrap
@@ -226,3 +233,79 @@ def adaptive_kl_update(beta, current_kl, target, n_steps, horizon):
     """
     proportional_error = min(max(float(current_kl) / target - 1.0, -0.2), 0.2)
     return beta * (1.0 + proportional_error * n_steps / horizon)
+
+
+# -----------------------------------------------------------------------------
+# Critic-free policy gradients: k samples per prompt, the group is the baseline
+
+def rloo_advantages(rewards):
+    """RLOO (Ahmadian et al. 2024, after Kool et al. 2019): each of the k samples of a prompt is
+    baselined by the mean reward of the OTHER k - 1 samples, the whole response one action:
+
+        A_i = R_i - 1/(k-1) * sum_{j != i} R_j  =  k/(k-1) * (R_i - mean_j R_j)
+
+    The baseline does not depend on sample i, so the policy gradient stays unbiased (a mean that
+    includes R_i would shrink every advantage by (k-1)/k and correlate it with its own sample).
+    rewards (G, k): sequence rewards of G prompts, k >= 2 samples each. Returns (G, k); each
+    group's advantages sum to zero."""
+    k = rewards.shape[1]
+    return (k * rewards - rewards.sum(1, keepdim=True)) / (k - 1)
+
+
+def grpo_advantages(rewards, eps=1e-4):
+    """GRPO (Shao et al. 2024, DeepSeekMath), the outcome-supervised form: the group's mean is the
+    baseline and its standard deviation the scale,
+
+        A_i = (R_i - mean_j R_j) / (std_j R_j + eps)
+
+    given to every token of response i. std is the unbiased (k - 1) one, as trl's GRPOTrainer; eps
+    keeps a group of equal rewards at 0 (and two identical responses scored a float rounding apart
+    from getting advantages of +-0.7). Invariant to R -> a R + b for a > 0 but for eps, exactly:
+    grpo_advantages(a R + b, eps) = grpo_advantages(R, eps / a). rewards (G, k), k >= 2 -> (G, k)."""
+    mean, std = rewards.mean(1, keepdim=True), rewards.std(1, keepdim=True)
+    return (rewards - mean) / (std + eps)
+
+
+def k3_kl(logprobs, ref_logprobs, mask):
+    """Schulman's k3 estimator of KL(pi || pi_ref) per sampled token, GRPO's KL term (Shao et al.):
+
+        k3_t = pi_ref(y_t) / pi(y_t) - log(pi_ref(y_t) / pi(y_t)) - 1
+
+    With y_t ~ pi, E[pi_ref / pi] = sum_y pi_ref(y) = 1, so E[k3] = E[log pi/pi_ref] = KL(pi || pi_ref):
+    unbiased, like the plain log-ratio kl_shaped_rewards charges, but >= 0 sample by sample
+    (x - 1 - log x >= 0). logprobs, ref_logprobs, mask (B, T); logprobs may carry the gradient.
+    Returns (B, T), zero outside the mask: masked BEFORE the exp, since exp of a padding entry can
+    overflow, and inf times the zero gradient of a masked entry is NaN in backward."""
+    log_r = torch.where(mask.bool(), ref_logprobs - logprobs, 0.0)  # log(pi_ref / pi)
+    return torch.exp(log_r) - log_r - 1
+
+
+# -----------------------------------------------------------------------------
+# Direct alignment: the policy is its own reward model
+
+def dpo_loss(logratios, k, beta, ipo=False):
+    """DPO (Rafailov et al. 2023) and IPO (Azar et al. 2023) over the C(K,2) pairs of rankings.
+    With h the difference of the policy/reference log-ratios of the chosen and rejected responses,
+
+        h    = (log pi(y_w|x) - log pi_ref(y_w|x)) - (log pi(y_l|x) - log pi_ref(y_l|x))
+        DPO: loss = -E_{(x, y_w, y_l) ~ D} [ log sigmoid(beta * h) ]
+        IPO: loss =  E_{(x, y_w, y_l) ~ D} [ (h - 1/(2 beta))^2 ]
+
+    DPO is the reward model's loss (rm_ranking_loss) on the implicit reward beta * log pi/pi_ref,
+    the optimum of the KL-penalized RL objective at this beta; IPO regresses h toward a finite margin
+    1/(2 beta) instead, so the log-ratios stop growing once the pair is ordered, even when the
+    preference is deterministic. logratios (B, K): row b holds log pi(y|x_b) - log pi_ref(y|x_b),
+    summed over each response's tokens, for its k[b] responses sorted best first; columns >= k[b]
+    are padding (any value, even NaN). k (B,): 2 <= k[b] <= K. Every pair i < j < k[b] is
+    (y_w, y_l) = (y_i, y_j). Weighted as the RM's loss: mean over a prompt's pairs, then over
+    prompts, so the same labels weigh the same in both. Returns (loss, accuracy): the fraction of
+    pairs with h > 0, i.e. ordered right by the implicit reward."""
+    K = logratios.shape[1]
+    idx = torch.arange(K, device=logratios.device)
+    valid = idx < k[:, None]  # (B, K)
+    lr = torch.where(valid, logratios, 0.0)  # padding garbage must not reach a difference
+    pairs = (idx[:, None] < idx[None, :]) & valid[:, None, :]  # (B, K, K) i ranked above j
+    h = lr[:, :, None] - lr[:, None, :]  # (B, K, K) h of (y_w, y_l) = (y_i, y_j)
+    per_pair = (h - 1 / (2 * beta)) ** 2 if ipo else -F.logsigmoid(beta * h)  # logsigmoid: no underflow
+    acc = masked_mean((h > 0).to(lr.dtype), pairs, dim=(1, 2))  # (B,)
+    return masked_mean(per_pair, pairs, dim=(1, 2)).mean(), acc.mean()

@@ -199,7 +199,6 @@ def sample_next_token(logits, generator=None, temperature=1.0, top_k=None):
     return torch.searchsorted(cdf, u, right=True).squeeze(1)
 
 
-@torch.no_grad()
 def generate(model, prompts, max_new_tokens, eot_id, temperature=1.0, top_k=None, generator=None,
              use_cache=True):
     """Sample continuations of a batch of prompts (lists of token ids, any lengths).
@@ -235,7 +234,8 @@ def generate(model, prompts, max_new_tokens, eot_id, temperature=1.0, top_k=None
     for t in range(P, P + N):
         q0 = t0 if use_cache else 0
         last = torch.full((B, 1), t - 1 - q0, device=device)  # logits of the last position only
-        logits = model(tokens[:, q0:t], mask_for(q0, t), pos_all[:, q0:t], caches, head_at=last)[:, 0]  # (B, V)
+        with torch.no_grad():  # sampling needs no graph (a block, not a decorator: mutmut 3 skips decorated functions)
+            logits = model(tokens[:, q0:t], mask_for(q0, t), pos_all[:, q0:t], caches, head_at=last)[:, 0]  # (B, V)
         t0 = t
         nxt = sample_next_token(logits, generator, temperature, top_k)
         tokens[:, t] = torch.where(done, torch.full_like(nxt, eot_id), nxt)

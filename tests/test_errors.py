@@ -123,6 +123,27 @@ def test_checkpoint_errors(tmp_path, tiny, script, option, name, message):
     assert line.startswith(f"{script}: error: {tiny / name}: {message}"), line
 
 
+def test_dpo_without_its_checkpoint_or_its_comparisons(tmp_path, tiny):
+    line = user_error("train_dpo.py", "--sft", tmp_path / "missing.pt")
+    assert line.startswith(f"train_dpo.py: error: {tmp_path / 'missing.pt'}: checkpoint not found")
+    line = user_error("train_dpo.py", "--sft", tiny / "sft.pt", "--comparisons", tmp_path / "comparisons.jsonl")
+    assert line == f"train_dpo.py: error: --comparisons {tmp_path / 'comparisons.jsonl'}: no such file (train_rm.py " \
+                   "writes it: run it first, or give --comparisons FILE or --data DIR)"
+    line = user_error("train_dpo.py", "--sft", tiny / "sft.pt", "--data", tmp_path)
+    assert line == f"train_dpo.py: error: {tmp_path}/comparisons.jsonl: no such file (--data {tmp_path} needs " \
+                   "comparisons.jsonl)"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--advantage", "rloo", "--group-size", "1"], "--group-size must be >= 2 for --advantage rloo (a baseline needs "
+                                                   "other samples), got 1"),
+    (["--advantage", "grpo", "--group-size", "3"], "--rollout-size 64 must be a multiple of --group-size 3"),
+])
+def test_critic_free_group_size(tiny, args, message):
+    assert user_error("train_ppo.py", "--sft", tiny / "sft.pt", "--rm", tiny / "rm.pt", *args) == \
+        f"train_ppo.py: error: {message}"
+
+
 def test_reward_model_of_another_vocabulary(tiny):
     line = user_error("train_ppo.py", "--sft", tiny / "sft.pt", "--rm", tiny / "rm_big.pt")
     assert line.startswith(f"train_ppo.py: error: --rm {tiny / 'rm_big.pt'} (tokenizer nanorlhf, vocabulary ")

@@ -4,6 +4,7 @@ import math
 import random
 import types
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -76,9 +77,16 @@ def test_best_of_n_picks_the_rm_argmax_among_the_first_n():
     assert picks[1] == ["x", "y y"] and picks[2] == ["x x x", "y y"] and picks[4] == ["x x x x x", "y y"]
 
 
-def test_bon_kl():
-    assert bon_kl(1) == 0 and bon_kl(4) == pytest.approx(math.log(4) - 0.75)
-    assert all(bon_kl(n) < bon_kl(n + 1) < math.log(n + 1) for n in range(1, 64))
+@pytest.mark.parametrize("n", [1, 2, 4, 16, 64])
+def test_bon_kl_is_the_kl_of_the_best_of_n_distribution(n):
+    """KL(best-of-n || base) from its definition: over M equally likely responses with distinct
+    scores, the one ranked i-th from the bottom wins the best of n draws with probability
+    (i/M)^n - ((i-1)/M)^n; the sum tends to bon_kl(n) as M grows (Stiennon et al.'s formula)."""
+    M = 10**6
+    i = np.arange(1, M + 1, dtype=np.float64)
+    p = (i / M) ** n - ((i - 1) / M) ** n
+    kl = float(np.sum(p[p > 0] * np.log(p[p > 0] * M)))
+    assert bon_kl(n) == pytest.approx(kl, abs=1e-6)
 
 
 def test_win_rate_counts_ties_half_and_splits_by_family():

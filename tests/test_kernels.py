@@ -175,6 +175,7 @@ def test_token_logprobs_matches_reference(seed, lead, V, dtype, temperature, sca
     check_against_reference(token_logprobs, token_logprobs_ref, logits, targets, temperature, what=what)
 
 
+@settings(max_examples=25)  # Triton's interpreter: seconds an example
 @given(seed=seeds, lead=lead_shapes, V=vocab_sizes, dtype=dtypes, temperature=temperatures, scale=logit_scales)
 def test_token_entropy_matches_reference(seed, lead, V, dtype, temperature, scale):
     logits = randn(*lead, V, seed=seed, dtype=dtype, scale=scale)
@@ -182,6 +183,7 @@ def test_token_entropy_matches_reference(seed, lead, V, dtype, temperature, scal
     check_against_reference(token_entropy, token_entropy_ref, logits, temperature, what=what)
 
 
+@settings(max_examples=25)  # Triton's interpreter: seconds an example
 @given(seed=seeds, lead=lead_shapes, V=vocab_sizes, dtype=dtypes, scale=logit_scales)
 def test_token_kl_matches_reference(seed, lead, V, dtype, scale):
     logits = randn(*lead, V, seed=seed, dtype=dtype, scale=scale)
@@ -237,6 +239,7 @@ def test_logprob_invariants(seed, V, temperature, scale, shift):
     assert_close(token_kl(shifted, logits), torch.zeros(1), 1e-4, 0, "KL to a shifted copy")
 
 
+@settings(max_examples=25)  # Triton's interpreter: seconds an example
 @given(seed=seeds, lead=lead_shapes, V=vocab_sizes, scale=logit_scales)
 def test_entropy_and_kl_invariants(seed, lead, V, scale):
     """0 <= H <= log V; KL >= 0, and KL(p || p) == 0."""

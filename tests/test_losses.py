@@ -8,13 +8,12 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from nanorlhf.losses import (
-    adaptive_kl_update, binary_loss, gae, imitation_score, kl_shaped_rewards, lm_loss, masked_mean,
-    masked_whiten, ppo_policy_loss, ppo_value_loss, rm_ranking_loss,
+    adaptive_kl_update, binary_loss, dpo_loss, gae, grpo_advantages, imitation_score, k3_kl, kl_shaped_rewards,
+    lm_loss, masked_mean, masked_whiten, ppo_policy_loss, ppo_value_loss, rloo_advantages, rm_ranking_loss,
 )
 
-# one profile for the file: no deadline (torch's first call is slow), bounded, reproducible
-SETTINGS = settings(deadline=None, max_examples=50, derandomize=True)
 DT = torch.float64
+SETTINGS = settings(deadline=None)  # the profile's example count (ci: 200, derandomized)
 
 
 def assert_close(actual, expected, atol=1e-10, rtol=1e-8):
@@ -72,7 +71,6 @@ def naive_rm(rewards, k):
 
 # ---------------------------------------------------------------- masked_mean, whiten
 
-@SETTINGS
 @given(padded_batch(), st.sampled_from([None, 0, 1]), st.booleans())
 def test_masked_mean_matches_loop(batch, dim, float_mask):
     g, mask, _ = batch
@@ -96,7 +94,6 @@ def test_masked_mean_empty_mask_is_zero_not_nan():
     assert torch.equal(masked_mean(x, torch.zeros(3, 4, dtype=torch.bool), dim=1), torch.zeros(3))
 
 
-@SETTINGS
 @given(padded_batch())
 def test_masked_whiten_zero_mean_unit_var(batch):
     g, mask, lengths = batch
@@ -112,7 +109,6 @@ def test_masked_whiten_zero_mean_unit_var(batch):
 
 # ---------------------------------------------------------------- rm_ranking_loss
 
-@SETTINGS
 @given(rankings())
 def test_rm_loss_matches_pairwise_loop(batch):
     rewards, k = batch
@@ -130,7 +126,6 @@ def test_rm_loss_matches_pairwise_loop(batch):
     assert_close(rewards.grad.sum(1), torch.zeros(len(k)), atol=1e-12)
 
 
-@SETTINGS
 @given(rankings(), st.data())
 def test_rm_loss_invariant_to_per_row_shift(batch, data):
     rewards, k = batch
@@ -139,7 +134,6 @@ def test_rm_loss_invariant_to_per_row_shift(batch, data):
     assert_close(rm_ranking_loss(shifted, k)[0], rm_ranking_loss(rewards, k)[0], atol=1e-9)
 
 
-@SETTINGS
 @given(rankings(), st.data())
 def test_rm_loss_swapping_a_correct_pair_increases_loss(batch, data):
     rewards, k = batch
@@ -160,7 +154,6 @@ def test_rm_loss_swapping_a_correct_pair_increases_loss(batch, data):
 
 # ---------------------------------------------------------------- binary_loss, imitation_score
 
-@SETTINGS
 @given(padded_batch(min_len=1), st.sampled_from([1e4, -1e4, math.inf, math.nan]))
 def test_binary_loss_matches_loop(batch, garbage):
     g, mask, lengths = batch
@@ -184,7 +177,7 @@ def test_binary_loss_matches_loop(batch, garbage):
     assert_close(logits.grad[mask], expected[mask], atol=1e-12)
 
 
-@SETTINGS
+@settings(max_examples=50)  # lm_loss runs in Triton's interpreter: ~0.25 s an example
 @given(padded_batch(min_len=1), st.integers(2, 7))
 def test_imitation_score_is_mean_token_loglik(batch, V):
     g, mask, lengths = batch
@@ -221,7 +214,6 @@ def response_batch(draw):
     return scores, logprobs, ref_logprobs, mask, beta, last
 
 
-@SETTINGS
 @given(response_batch())
 def test_kl_rewards_score_at_last_token_when_policies_equal(batch):
     scores, logprobs, _, mask, beta, last = batch
@@ -234,7 +226,6 @@ def test_kl_rewards_score_at_last_token_when_policies_equal(batch):
     assert torch.equal(rewards, expected)
 
 
-@SETTINGS
 @given(response_batch())
 def test_kl_rewards_sum_is_score_minus_beta_kl(batch):
     scores, logprobs, ref_logprobs, mask, beta, last = batch
@@ -272,7 +263,6 @@ def gae_batch(draw):
     return rewards, values, mask, lengths
 
 
-@SETTINGS
 @given(gae_batch(), st.floats(0.0, 1.0), st.floats(0.0, 1.0))
 def test_gae_matches_closed_form(batch, gamma, lam):
     rewards, values, mask, lengths = batch
@@ -284,7 +274,6 @@ def test_gae_matches_closed_form(batch, gamma, lam):
     assert_close(returns, torch.where(mask, expected + values.detach(), 0.0))
 
 
-@SETTINGS
 @given(gae_batch())
 def test_gae_undiscounted_returns_are_reward_to_go(batch):
     rewards, values, mask, lengths = batch
@@ -304,7 +293,6 @@ def ppo_batch(draw):
     return old_logprobs, advantages, log_ratio, mask, sum(lengths)
 
 
-@SETTINGS
 @given(ppo_batch(), st.floats(0.05, 0.5))
 def test_ppo_loss_at_ratio_one_is_plain_policy_gradient(batch, clip):
     old_logprobs, advantages, _, mask, count = batch
@@ -318,7 +306,6 @@ def test_ppo_loss_at_ratio_one_is_plain_policy_gradient(batch, clip):
     assert_close(logprobs.grad, -advantages * mask / max(count, 1))
 
 
-@SETTINGS
 @given(ppo_batch(), st.floats(0.05, 0.5))
 def test_ppo_gradient_is_zero_past_the_clip(batch, clip):
     old_logprobs, advantages, log_ratio, mask, count = batch
@@ -337,7 +324,6 @@ def test_ppo_gradient_is_zero_past_the_clip(batch, clip):
     assert_close(stats["ratio_max"], ratio[mask].max() if count else 0.0)
 
 
-@SETTINGS
 @given(ppo_batch(), st.floats(0.05, 0.5))
 def test_value_loss_is_half_mse_when_values_unchanged(batch, clip):
     values, returns, delta, mask, _ = batch  # reuse the PPO draws: any (B, T) floats will do
@@ -349,9 +335,68 @@ def test_value_loss_is_half_mse_when_values_unchanged(batch, clip):
     assert moved >= 0.5 * masked_mean((values + delta - returns) ** 2, mask) - 1e-12
 
 
+def naive_value_loss(values, old_values, returns, lengths, clip):
+    """0.5 * mean over real tokens of max((V - R)^2, (V_clip - R)^2), its gradient in V and the
+    fraction of tokens where the clipped term wins, one token at a time in float64."""
+    terms, grads, clipped = [], torch.zeros_like(values), []
+    count = sum(lengths)
+    for b, n in enumerate(lengths):
+        for t in range(n):
+            v, old, r = values[b, t].item(), old_values[b, t].item(), returns[b, t].item()
+            d = min(max(v - old, -clip), clip)  # the move the clip allows
+            plain, clip_sq = (v - r) ** 2, (old + d - r) ** 2
+            terms.append(0.5 * max(plain, clip_sq))
+            clipped.append(float(clip_sq > plain))
+            # the clipped term's value V_old + d does not move with V once |V - V_old| > clip
+            grads[b, t] = (v - r) / count if plain >= clip_sq else \
+                ((old + d - r) / count if abs(v - old) < clip else 0.0)
+    n = max(count, 1)
+    return sum(terms) / n, grads, sum(clipped) / n
+
+
+@st.composite
+def value_batch(draw):
+    """New values moved from the old ones by up to 3 clips either way, returns on either side."""
+    g, mask, lengths = draw(padded_batch())
+    clip = draw(st.floats(0.05, 0.5))
+    old = torch.randn(mask.shape, generator=g, dtype=DT)
+    values = old + (torch.rand(mask.shape, generator=g, dtype=DT) * 2 - 1) * 3 * clip
+    returns = old + torch.randn(mask.shape, generator=g, dtype=DT)
+    return values, old, returns, mask, lengths, clip
+
+
+@given(value_batch())
+def test_value_loss_clipping_matches_loop(batch):
+    """Both sides of the clip, against a token-by-token loop: loss, gradient and clip fraction."""
+    values, old, returns, mask, lengths, clip = batch
+    v = values.clone().requires_grad_(True)
+    loss, stats = ppo_value_loss(v, old, returns, mask, clip)
+    loss.backward()
+    expected_loss, expected_grad, expected_frac = naive_value_loss(values, old, returns, lengths, clip)
+    assert_close(loss.detach(), expected_loss)
+    assert_close(stats["vf_clipfrac"], expected_frac)
+    plain, clip_sq = (values - returns) ** 2, (old + (values - old).clamp(-clip, clip) - returns) ** 2
+    away = (((values - old).abs() - clip).abs() > 1e-9) & ((plain - clip_sq).abs() > 1e-9)  # off the kinks
+    assert_close(v.grad[away], expected_grad[away])
+    assert torch.all(v.grad[~mask] == 0)
+
+
+def test_value_loss_clips_above_and_below():
+    """Five tokens by hand, clip 0.2, V_old = 0: a move of +1 or -1 is clipped to +-0.2; the loss
+    takes the clipped term where it is the larger (then V gets no gradient), the plain one elsewhere."""
+    values = torch.tensor([[1.0, 1.0, -1.0, -1.0, 0.1]], dtype=DT, requires_grad=True)
+    returns = torch.tensor([[2.0, 0.0, -2.0, 0.0, 1.0]], dtype=DT)
+    loss, stats = ppo_value_loss(values, torch.zeros_like(returns), returns, torch.ones_like(returns, dtype=torch.bool), 0.2)
+    loss.backward()
+    # (0.2 - 2)^2 = 3.24 beats (1 - 2)^2 = 1; (1 - 0)^2 = 1 beats (0.2 - 0)^2; mirrored below; inside the clip both equal 0.81
+    assert_close(loss, 0.5 * (3.24 + 1 + 3.24 + 1 + 0.81) / 5, atol=1e-12)
+    assert_close(stats["vf_clipfrac"], 2 / 5)
+    assert_close(values.grad, torch.tensor([[0.0, 1.0, 0.0, -1.0, -0.9]], dtype=DT) / 5, atol=1e-12)
+
+
 # ---------------------------------------------------------------- lm_loss, adaptive_kl_update
 
-@SETTINGS
+@settings(max_examples=50)  # lm_loss runs in Triton's interpreter: ~0.25 s an example
 @given(padded_batch(), st.integers(2, 17))
 def test_lm_loss_matches_cross_entropy_on_masked_tokens(batch, V):
     g, mask, lengths = batch
@@ -364,7 +409,6 @@ def test_lm_loss_matches_cross_entropy_on_masked_tokens(batch, V):
     assert_close(got.double(), expected, atol=1e-5, rtol=1e-5)  # token_logprobs computes in fp32 by contract
 
 
-@SETTINGS
 @given(st.floats(1e-3, 1.0), st.floats(0.0, 50.0), st.floats(0.1, 20.0),
        st.integers(1, 512), st.integers(1000, 100_000))
 def test_adaptive_kl_moves_beta_toward_target(beta, kl, target, n_steps, horizon):
@@ -379,7 +423,6 @@ def test_adaptive_kl_moves_beta_toward_target(beta, kl, target, n_steps, horizon
     assert math.isclose(step, expected, rel_tol=1e-9, abs_tol=1e-12)
 
 
-@SETTINGS
 @given(padded_batch(), st.integers(2, 17))
 def test_lm_loss_cross_entropy_path_equals_reference_with_gradient(batch, V):
     """lm_loss off the Triton path (F.cross_entropy) against the plain token_logprobs reference
@@ -399,3 +442,162 @@ def test_lm_loss_cross_entropy_path_equals_reference_with_gradient(batch, V):
     (g_plain,) = torch.autograd.grad(plain, logits)
     assert_close(fast, plain)
     assert_close(g_fast, g_plain)
+
+
+# ---------------------------------------------------------------- rloo_advantages, grpo_advantages
+
+@st.composite
+def groups(draw, min_k=2):
+    """(G, k) sequence rewards: G prompts, k samples each; some groups tied (all samples equal)."""
+    seed, G, k = draw(st.integers(0, 2**31 - 1)), draw(st.integers(1, 6)), draw(st.integers(min_k, 9))
+    g = torch.Generator().manual_seed(seed)
+    rewards = torch.randn(G, k, generator=g, dtype=DT) * draw(st.floats(0.1, 5.0)) + draw(st.floats(-3, 3))
+    if draw(st.booleans()):
+        rewards[0] = rewards[0, 0]  # a group of equal rewards: nothing to learn from it
+    return rewards
+
+
+@SETTINGS
+@given(groups())
+def test_rloo_matches_leave_one_out_loop(rewards):
+    adv = rloo_advantages(rewards)
+    G, k = rewards.shape
+    for b in range(G):
+        row = rewards[b].tolist()
+        for i in range(k):
+            others = [row[j] for j in range(k) if j != i]
+            assert_close(adv[b, i], row[i] - sum(others) / (k - 1), atol=1e-9)
+
+
+@SETTINGS
+@given(groups(), st.floats(-10, 10))
+def test_rloo_advantages_sum_to_zero_per_group_and_ignore_a_shift(rewards, c):
+    adv = rloo_advantages(rewards)
+    assert_close(adv.sum(1), torch.zeros(rewards.shape[0]), atol=1e-9)
+    assert_close(rloo_advantages(rewards + c), adv, atol=1e-9)  # a prompt's reward offset is baselined away
+    tied = (rewards == rewards[:, :1]).all(1)
+    assert_close(adv[tied], torch.zeros_like(adv[tied]), atol=1e-12)  # a tied group teaches nothing
+
+
+@SETTINGS
+@given(groups())
+def test_grpo_advantages_zero_mean_unit_std_per_group(rewards):
+    adv = grpo_advantages(rewards)
+    assert_close(adv.mean(1), torch.zeros(rewards.shape[0]), atol=1e-9)
+    std = rewards.std(1)
+    spread = std > 1e-6
+    if spread.any():
+        assert_close(adv[spread].std(1), std[spread] / (std[spread] + 1e-4), atol=1e-9)  # 1 but for eps
+    assert_close(adv[~spread], torch.zeros_like(adv[~spread]), atol=1e-9)  # a tied group gets ~0, not 0/0 or +-1
+    for b in range(rewards.shape[0]):  # the loop: (r - mean) / (unbiased std + eps)
+        row = rewards[b].tolist()
+        m = sum(row) / len(row)
+        sd = math.sqrt(sum((x - m) ** 2 for x in row) / (len(row) - 1))
+        assert_close(adv[b], [(x - m) / (sd + 1e-4) for x in row], atol=1e-9)
+
+
+@SETTINGS
+@given(groups(), st.floats(0.01, 100.0), st.floats(-10, 10))
+def test_grpo_invariant_to_positive_affine_reward_transforms(rewards, a, b):
+    # exactly, once eps is scaled along; and to within eps's effect with the default eps
+    assert_close(grpo_advantages(a * rewards + b), grpo_advantages(rewards, eps=1e-4 / a), atol=1e-8, rtol=1e-7)
+    spread = rewards.std(1) > 0.1
+    if a >= 0.1:
+        assert_close(grpo_advantages(a * rewards + b)[spread], grpo_advantages(rewards)[spread], atol=0.0, rtol=2e-2)
+    # a negative scale flips every advantage: the reward's sign is what it learns
+    assert_close(grpo_advantages(-rewards, eps=0.0)[spread], -grpo_advantages(rewards, eps=0.0)[spread])
+
+
+# ---------------------------------------------------------------- k3_kl
+
+@SETTINGS
+@given(padded_batch())
+def test_k3_is_nonnegative_and_zero_when_policies_equal(batch):
+    g, mask, _ = batch
+    logp = -torch.rand(mask.shape, generator=g, dtype=DT) * 8
+    ref = -torch.rand(mask.shape, generator=g, dtype=DT) * 8
+    logp[~mask] = -math.inf  # padding log-probs may be -inf: no NaN, no overflow, no gradient
+    k3 = k3_kl(logp, ref, mask)
+    assert torch.all(k3 >= 0) and torch.all(k3[~mask] == 0)
+    assert torch.all(k3_kl(logp, logp.clone(), mask) == 0)
+    x = logp.clone().requires_grad_(True)
+    masked_mean(k3_kl(x, ref, mask), mask).backward()
+    assert torch.isfinite(x.grad).all() and torch.all(x.grad[~mask] == 0)
+    # d k3 / d log pi = 1 - pi_ref / pi: it pulls log pi toward log pi_ref from either side
+    assert_close(x.grad[mask], (1 - (ref - logp).exp())[mask] / max(int(mask.sum()), 1))
+
+
+@SETTINGS
+@given(st.integers(0, 2**31 - 1), st.integers(2, 50), st.floats(0.1, 4.0))
+def test_k3_is_unbiased_for_kl_in_expectation(seed, V, spread):
+    """E_{y ~ p}[k3(y)] summed exactly over the vocabulary equals KL(p || q), and so does the plain
+    log-ratio's expectation, which unlike k3 is negative for some y whenever p != q."""
+    g = torch.Generator().manual_seed(seed)
+    logp = torch.log_softmax(torch.randn(V, generator=g, dtype=DT) * spread, 0)
+    logq = torch.log_softmax(torch.randn(V, generator=g, dtype=DT) * spread, 0)
+    kl = (logp.exp() * (logp - logq)).sum()
+    every_token = torch.ones(V, dtype=torch.bool)
+    assert_close((logp.exp() * k3_kl(logp, logq, every_token)).sum(), kl, atol=1e-12)
+    assert_close((logp.exp() * (logp - logq)).sum(), kl, atol=1e-12)
+    assert (logp - logq).min() < 0 <= k3_kl(logp, logq, every_token).min()
+
+
+# ---------------------------------------------------------------- dpo_loss
+
+def naive_dpo(logratios, k, beta, ipo):
+    """The pairs of each prompt, one scalar at a time (autograd runs through the loop)."""
+    per_prompt = []
+    for b, K in enumerate(k.tolist()):
+        terms = []
+        for i in range(K):
+            for j in range(i + 1, K):
+                h = logratios[b, i] - logratios[b, j]
+                terms.append((h - 1 / (2 * beta)) ** 2 if ipo else torch.log1p(torch.exp(-beta * h)))
+        per_prompt.append(sum(terms) / len(terms))
+    return sum(per_prompt) / len(per_prompt)
+
+
+@SETTINGS
+@given(rankings(), st.floats(0.01, 2.0), st.booleans())
+def test_dpo_loss_matches_pairwise_loop_values_and_gradients(batch, beta, ipo):
+    logratios, k = batch
+    x = logratios.clone().requires_grad_(True)
+    loss, acc = dpo_loss(x, k, beta, ipo=ipo)
+    loss.backward()
+    valid = torch.arange(logratios.shape[1])[None, :] < k[:, None]
+    y = torch.where(valid, logratios, 0.0).requires_grad_(True)  # the loop never reads the padding
+    expected = naive_dpo(y, k, beta, ipo)
+    expected.backward()
+    assert_close(loss.detach(), expected.detach(), atol=1e-9)
+    assert_close(x.grad[valid], y.grad[valid], atol=1e-10)
+    assert torch.isfinite(x.grad).all() and torch.all(x.grad[~valid] == 0)  # garbage padding: no gradient
+    assert_close(acc, naive_rm(logratios, k)[1])  # ordered pairs: the implicit reward's accuracy
+
+
+@SETTINGS
+@given(rankings(), st.floats(0.01, 2.0), st.data())
+def test_dpo_is_the_rm_loss_on_the_implicit_reward_and_ignores_a_prompt_shift(batch, beta, data):
+    logratios, k = batch
+    loss, acc = dpo_loss(logratios, k, beta)
+    rm_loss, rm_acc = rm_ranking_loss(beta * logratios, k)
+    assert_close(loss, rm_loss, atol=1e-9) and assert_close(acc, rm_acc)
+    # log Z(x), the partition function DPO cancels, is a per-prompt constant: it must change nothing
+    c = torch.tensor(data.draw(st.lists(st.floats(-10, 10), min_size=len(k), max_size=len(k))), dtype=DT)
+    for ipo in (False, True):
+        assert_close(dpo_loss(logratios + c[:, None], k, beta, ipo)[0], dpo_loss(logratios, k, beta, ipo)[0], atol=1e-8)
+
+
+@SETTINGS
+@given(st.floats(0.01, 2.0), st.floats(-5, 5))
+def test_ipo_pulls_the_margin_to_half_over_beta_where_dpo_keeps_pushing(beta, h):
+    k = torch.tensor([2])
+    def grad(x, ipo):
+        x = torch.tensor([[x, 0.0]], dtype=DT, requires_grad=True)
+        dpo_loss(x, k, beta, ipo)[0].backward()
+        return x.grad[0, 0].item()  # d loss / d log-ratio of the chosen response
+    target = 1 / (2 * beta)
+    assert dpo_loss(torch.tensor([[target, 0.0]], dtype=DT), k, beta, ipo=True)[0].item() < 1e-20
+    assert abs(grad(target, True)) < 1e-9
+    if abs(h - target) > 1e-6:  # IPO's gradient points back toward the target margin from both sides
+        assert math.copysign(1, grad(h, True)) == math.copysign(1, h - target)
+    assert grad(h, False) < 0 and grad(target + 10, False) < 0  # DPO: raise the chosen's ratio, always

@@ -40,30 +40,80 @@ def test_kv_cache_generation_equals_cache_free(temperature, top_k):
     assert torch.equal(outs[0][1], outs[1][1])
 
 
+def run_without_stop(model, prompts, N, temperature, seed):
+    """(pad id, generated tokens (B, N)) of a run that never stops: its end-of-text id is one that
+    no row emits, so every row writes N tokens."""
+    P, seen, eot = max(map(len, prompts)), set(), 0
+    while True:
+        out, gen = generate(model, prompts, N, eot_id=eot, temperature=temperature,
+                            generator=torch.Generator().manual_seed(seed))
+        if out.size(1) == P + N and (out[:, P:] != eot).all():
+            assert gen[:, P:].all() and not gen[:, :P].any()
+            return eot, out[:, P:].tolist()
+        seen |= set(out[:, P:].flatten().tolist()) | {eot}  # try an id no run so far has emitted
+        eot = min(set(range(model.config.vocab_size)) - seen)
+
+
+def stop_token(free):
+    """A token that some rows emit after their first position and some rows never emit, and the
+    index of its first occurrence in each row (None: never)."""
+    for x in sorted({t for row in free for t in row}):
+        first = [row.index(x) if x in row else None for row in free]
+        if any(f is not None and f >= 1 for f in first) and None in first:
+            return x, first
+    raise AssertionError("no token stops some rows mid-sequence and not others")
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_generation_stops_each_row_at_its_own_eot(temperature):
+    """An end-of-text emitted mid-sequence by some rows and never by others: each row is the
+    never-stopping run up to and including its first end-of-text, or all N tokens; the mask marks
+    exactly those; after its end-of-text a row holds pads; the batch runs until the last row stops."""
+    model, N = tiny(), 30
+    prompts = random_prompts(8, seed=3)
+    P = max(map(len, prompts))
+    _, free = run_without_stop(model, prompts, N, temperature, seed=5)
+    eot, first = stop_token(free)
+    tokens, gen = generate(model, prompts, N, eot_id=eot, temperature=temperature,
+                           generator=torch.Generator().manual_seed(5))
+    lengths = [N if f is None else f + 1 for f in first]
+    assert len(set(lengths)) > 1 and max(lengths) == N and tokens.shape == gen.shape == (len(prompts), P + N)
+    for b, (p, n) in enumerate(zip(prompts, lengths)):
+        assert tokens[b, :P].tolist() == [eot] * (P - len(p)) + p  # left-padded prompt, untouched
+        assert gen[b].tolist() == [False] * P + [True] * n + [False] * (N - n)
+        assert tokens[b, P:P + n].tolist() == free[b][:n]
+        assert (tokens[b, P + n:] == eot).all()
+
+
+def test_generation_ends_when_the_last_row_stops():
+    """When every row stops before N, the output ends at the last row's end-of-text, not at N."""
+    model, N = tiny(), 50
+    prompts = random_prompts(3, seed=3)
+    P = max(map(len, prompts))
+    _, free = run_without_stop(model, prompts, N, 1.0, seed=0)
+    for eot in sorted({t for row in free for t in row}):  # a token every row emits, at different steps
+        first = [row.index(eot) if eot in row else None for row in free]
+        if None not in first and len(set(first)) > 1:
+            break
+    else:
+        raise AssertionError("no token that every row emits at different steps")
+    tokens, gen = generate(model, prompts, N, eot_id=eot, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    assert tokens.size(1) == P + max(first) + 1 < P + N
+    assert gen.sum(1).tolist() == [f + 1 for f in first]
+
+
 def test_padded_row_generates_as_if_alone():
-    """Left padding with the mask and shifted positions: a short prompt in a batch greedily
-    continues exactly as it does in a batch of one."""
+    """Left padding with the mask and shifted positions: each prompt in a batch continues exactly as
+    it does in a batch of one, to the same end-of-text (emitted mid-sequence by some rows only)."""
     model = tiny()
     prompts = random_prompts(5, seed=2)
-    batch, mask = generate(model, prompts, 12, eot_id=0, temperature=0)
+    _, free = run_without_stop(model, prompts, 12, 0.0, seed=0)
+    eot, first = stop_token(free)
+    batch, mask = generate(model, prompts, 12, eot_id=eot, temperature=0)
     for b, p in enumerate(prompts):
-        alone, amask = generate(model, [p], 12, eot_id=0, temperature=0)
-        got = batch[b][mask[b]].tolist()
-        assert got == alone[0][amask[0]].tolist()[:len(got)]
-
-
-def test_generation_stops_at_eot_and_masks():
-    model = tiny()
-    prompts = random_prompts(8, seed=3)
-    free, _ = generate(model, prompts, 30, eot_id=96, temperature=0)  # 96 happens to be rare
-    eot = int(free[0, max(map(len, prompts)) + 2])  # row 0's third token: row 0 stops there
-    tokens, gen = generate(model, prompts, 30, eot_id=eot, temperature=0)
-    for row, m in zip(tokens, gen):
-        out = row[m].tolist()
-        assert eot not in out[:-1]  # nothing is generated after an end-of-text ...
-        assert out[-1] == eot or len(out) == tokens.size(1) - max(map(len, prompts))  # ... or the row ran out
-    P = max(map(len, prompts))
-    assert gen[0].sum() == free[0, P:].tolist().index(eot) + 1  # row 0 stopped at its first eot
+        alone, amask = generate(model, [p], 12, eot_id=eot, temperature=0)
+        assert batch[b][mask[b]].tolist() == alone[0][amask[0]].tolist()
+        assert int(mask[b].sum()) == (12 if first[b] is None else first[b] + 1)
 
 
 def test_scalar_head_reads_last_real_token_and_ignores_padding():

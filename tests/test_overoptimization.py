@@ -65,17 +65,31 @@ def test_table_lists_fits_then_points():
     assert "| PPO beta 0.1 | bin 1 | 0.000 | 0.000 | +0.000 | +0.000 |" in lines
 
 
-def test_frontier_png(tmp_path):
+def test_frontier_png(tmp_path, monkeypatch):
+    """Each method's points and fitted curve, on the RM panel and the gold panel, read back from the
+    figure's axes (not the PNG's size)."""
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
-    from nanorlhf.plots import frontier
+    from nanorlhf import plots
+    drawn, save = [], plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: (drawn.append(fig), save(fig, path))[1])
     res = fake_result()
     for s in res["series"]:
         s["fit_d"] = np.linspace(0, 1.6, 50)
         s["fit_gold"], s["fit_rm"] = (gao(s["fit_d"], s["fits"][k]["alpha"], s["fits"][k]["beta"], s["form"])
                                       for k in ("gold", "rm"))
-    path = frontier(res["series"], str(tmp_path / "f.png"))
-    assert os.path.getsize(path) > 20_000
+    path = plots.frontier(res["series"], str(tmp_path / "f.png"))
+    assert os.path.exists(path)
+    for ax, key in zip(drawn[0].axes, ("rm", "gold")):
+        got = [(np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)) for line in ax.get_lines()]
+        assert len(got) == 2 * len(res["series"]) + 1  # points and fit per series, and the zero line
+        for i, s in enumerate(res["series"]):
+            (px, py), (fx, fy) = got[2 * i], got[2 * i + 1]
+            np.testing.assert_allclose(px, s["d"])
+            np.testing.assert_allclose(py, s[key])
+            np.testing.assert_allclose(fx, s["fit_d"])
+            np.testing.assert_allclose(fy, s[f"fit_{key}"])
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == [s["label"] for s in res["series"]]
 
 
 def study(*args):

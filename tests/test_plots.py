@@ -1,5 +1,6 @@
-"""The figures of `python -m nanorlhf.report --png DIR`, drawn from fake output folders: each PNG is
-written, large, and not blank."""
+"""The figures of `python -m nanorlhf.report --png DIR` and of the studies, drawn from fake output
+folders: each figure's axes hold the data they should (read through matplotlib's objects), and
+each PNG is written at the figure's size."""
 import json
 import math
 import os
@@ -36,29 +37,84 @@ def fake_out(root, ppo_runs=("ppo", "ppo_noptx", "ppo_beta0.02"), gold=True):
         (root / name / "curve.json").write_text(json.dumps(curve))
 
 
-def check_png(path):
-    """Written, a real figure (> 20 KB), and not blank: many distinct colors."""
-    assert os.path.getsize(path) > 20_000, os.path.getsize(path)
-    img = matplotlib.image.imread(path)  # (H, W, 3 or 4) floats
-    colors = np.unique((img[..., :3] * 255).astype(np.uint8).reshape(-1, 3), axis=0)
-    assert len(colors) > 200, len(colors)
+@pytest.fixture
+def figures(monkeypatch):
+    """Every figure the plots draw, by file name, read back through matplotlib's objects (not the PNG)."""
+    drawn, save = {}, plots._save
+
+    def capture(fig, path):
+        drawn[os.path.basename(path)] = fig
+        return save(fig, path)
+    monkeypatch.setattr(plots, "_save", capture)
+    return drawn
 
 
-def test_report_png_writes_three_figures(tmp_path):
+def check_png(path, fig):
+    """The file is a PNG of the figure's size in pixels."""
+    img = matplotlib.image.imread(path)
+    assert img.shape[:2] == (round(fig.get_figheight() * 110), round(fig.get_figwidth() * 110)), img.shape
+
+
+def lines(ax):
+    """(x, y) of every line on an axes, as float arrays."""
+    return [(np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)) for line in ax.get_lines()]
+
+
+def curves(root, names):
+    return {n: json.load(open(root / n / "curve.json")) for n in names}
+
+
+def test_report_png_writes_three_figures(tmp_path, figures):
     fake_out(tmp_path / "out")
     written = plots.write_pngs(str(tmp_path / "png"), root=str(tmp_path / "out"))
     assert [os.path.basename(p) for p in written] == ["overoptimization.png", "ppo_curves.png", "losses.png"]
     for p in written:
-        check_png(p)
-    assert plots.ppo_folders(str(tmp_path / "out")) == [str(tmp_path / "out" / n) for n in
-                                                         ("ppo", "ppo_beta0.02", "ppo_noptx")]
+        check_png(p, figures[os.path.basename(p)])
+    names = ("ppo", "ppo_beta0.02", "ppo_noptx")
+    assert plots.ppo_folders(str(tmp_path / "out")) == [str(tmp_path / "out" / n) for n in names]
+    runs = curves(tmp_path / "out", names)
+
+    # over-optimization: per run, the raw points (score against KL) and their moving average (window 8)
+    rm_ax, gold_ax = figures["overoptimization.png"].axes
+    for ax, key in ((rm_ax, "rm_score"), (gold_ax, "gold_score")):
+        got = lines(ax)
+        assert len(got) == 2 * len(names)
+        for i, n in enumerate(names):
+            kl, y = [c["kl"] for c in runs[n]], [c[key] for c in runs[n]]
+            (px, py), (sx, sy) = got[2 * i], got[2 * i + 1]
+            np.testing.assert_allclose(px, kl)
+            np.testing.assert_allclose(py, y)
+            np.testing.assert_allclose(sx, plots.smooth(kl, 8))
+            np.testing.assert_allclose(sy, plots.smooth(y, 8))
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["ppo (beta 0.1)", "ppo_beta0.02 (beta 0.02)",
+                                                                      "ppo_noptx (beta 0.1)"]
+
+    # PPO curves: each panel its key per iteration; plain PPO has no ptx line
+    panels = dict(zip(["rm_score", "gold_score", "kl", "entropy", "ptx_loss", "clipfrac"], figures["ppo_curves.png"].axes))
+    for key, ax in panels.items():
+        shown = [n for n in names if not (key == "ptx_loss" and n == "ppo_noptx")]
+        got = lines(ax)
+        assert len(got) == 2 * len(shown), key
+        for i, n in enumerate(shown):
+            np.testing.assert_allclose(got[2 * i][0], range(1, 61))
+            np.testing.assert_allclose(got[2 * i][1], [c[key] for c in runs[n]])
+
+    # losses: pretraining, SFT and RM, each its raw curve per step
+    sft, rm = (json.load(open(tmp_path / "out" / n / "metrics.json"))["losses"] for n in ("sft", "rm"))
+    for ax, y in zip(figures["losses.png"].axes, (sft["pretrain"], sft["sft"], rm)):
+        (x, raw), _ = lines(ax)
+        np.testing.assert_allclose(x, range(1, len(y) + 1))
+        np.testing.assert_allclose(raw, y)
 
 
-def test_user_data_without_gold_or_ppo_still_draws(tmp_path):
+def test_user_data_without_gold_or_ppo_still_draws(tmp_path, figures):
     """Runs on a user's data have NaN gold scores; a folder with no PPO run yet gets the loss figure only."""
     fake_out(tmp_path / "out", ppo_runs=("ppo",), gold=False)
     for p in plots.write_pngs(str(tmp_path / "png"), root=str(tmp_path / "out")):
-        check_png(p)
+        check_png(p, figures[os.path.basename(p)])
+    rm_ax, gold_ax = figures["overoptimization.png"].axes
+    assert len(lines(rm_ax)) == 2 and lines(gold_ax) == []
+    assert [t.get_text() for t in gold_ax.texts] == ["not measured in these runs"]
     os.remove(tmp_path / "out/ppo/curve.json")
     assert [os.path.basename(p) for p in plots.write_pngs(str(tmp_path / "png2"), root=str(tmp_path / "out"))] == \
         ["losses.png"]
@@ -70,16 +126,34 @@ def test_smooth_is_a_trailing_mean():
     np.testing.assert_allclose(plots.smooth(y, 1), y)
 
 
-def test_askell_figures_draw(tmp_path):
+def test_askell_figures_draw(tmp_path, figures):
     """plots.objectives (accuracy and best-of-16 by size and objective) and plots.pmp_curve (accuracy
     against N with and without PMP, PMP alone as a line), from rows shaped like the studies' own."""
     matplotlib.use("Agg")
+    objectives = ["ranked", "binary", "imitation", "base LM likelihood (control)"]
     rows = [{"objective": obj, "n_params": n, "labeler_accuracy": 0.6 + 0.01 * i + 0.02 * (n > 2e6),
              "gold_accuracy": 0.65 + 0.01 * i, "best_of_16": (0.4 + 0.05 * i, (0.35, 0.45))}
-            for i, obj in enumerate(["ranked", "binary", "imitation", "base LM likelihood (control)"]) for n in (1.1e6, 4.5e6)]
-    check_png(plots.objectives(rows, str(tmp_path / "askell.png")))
+            for i, obj in enumerate(objectives) for n in (4.5e6, 1.1e6)]  # sizes out of order: drawn sorted
+    check_png(plots.objectives(rows, str(tmp_path / "askell.png")), figures["askell.png"])
+    for ax, key in zip(figures["askell.png"].axes, ("labeler_accuracy", "gold_accuracy", "best_of_16")):
+        got = lines(ax)
+        assert len(got) == len(objectives)
+        for (x, y), obj in zip(got, objectives):
+            rs = sorted((r for r in rows if r["objective"] == obj), key=lambda r: r["n_params"])
+            np.testing.assert_allclose(x, [1.1e6, 4.5e6])
+            np.testing.assert_allclose(y, [r[key][0] if key == "best_of_16" else r[key] for r in rs])
+        assert ax.get_xscale() == "log"
+    assert [line.get_linestyle() for line in figures["askell.png"].axes[0].get_lines()] == ["-", "-", "-", "--"]
+
     table = {0: {"pmp": [(0.58, 0.0), (0.6, 0.0)], "base": None}}
     for j, n in enumerate((100, 300, 1000, 4080)):
         table[n] = {"pmp": [(0.6 + 0.02 * j, 0.01), (0.62 + 0.02 * j, 0.01)],
                     "base": [(0.57 + 0.02 * j, 0.02), (0.59 + 0.03 * j, 0.02)]}
-    check_png(plots.pmp_curve(table, str(tmp_path / "pmp.png")))
+    check_png(plots.pmp_curve(table, str(tmp_path / "pmp.png")), figures["pmp.png"])
+    for i, ax in enumerate(figures["pmp.png"].axes):
+        pmp, base = (c.lines[0] for c in ax.containers)  # the errorbar lines, PMP first
+        np.testing.assert_allclose(np.asarray(pmp.get_xdata(), float), [100, 300, 1000, 4080])
+        np.testing.assert_allclose(np.asarray(pmp.get_ydata(), float), [table[n]["pmp"][i][0] for n in (100, 300, 1000, 4080)])
+        np.testing.assert_allclose(np.asarray(base.get_ydata(), float), [table[n]["base"][i][0] for n in (100, 300, 1000, 4080)])
+        assert [tuple(map(float, line.get_ydata())) for line in ax.get_lines() if line.get_linestyle() == ":"] == \
+            [(table[0]["pmp"][i][0],) * 2]  # PMP alone, across the panel
