@@ -292,7 +292,8 @@ def main(argv=None):
               f"{policy.config.block_size}, e.g. {too_long[0][:60]!r}")
         prompts = [p for p in prompts if p not in set(too_long)]
     if args.rollout_size // args.group_size > len(prompts):
-        raise UserError(f"--rollout-size {args.rollout_size} / --group-size {args.group_size} exceeds the "
+        per_group = f" / --group-size {args.group_size}" if args.group_size > 1 else ""
+        raise UserError(f"--rollout-size {args.rollout_size}{per_group} exceeds the "
                         f"{len(prompts)} usable RL prompts: lower --rollout-size")
     train_stream, held_stream = heldout_stream(enc, docs) if docs else (None, None)
     params = list(policy.parameters()) + (list(value_model.parameters()) if value_model is not None else [])

@@ -335,12 +335,14 @@ for j in range(3):
     with torch.no_grad():
         r["logp"] = train_ppo.policy_forward(policy, r["ids"], r["start"], 5, 0.8, device)[0]
         r["values"] = train_ppo.value_forward(value, r["ids"], r["start"], 5, device)
+    r["ref_logp"] = r["logp"]  # the reference is the starting policy (only logged: the KL is not in this loss)
     roll.append(r)
-args = SimpleNamespace(ppo_epochs=2, ptx_coef=0.2, ptx_batch=2, temperature=0.8, clip=0.2, vf_clip=0.2, vf_coef=0.5, seed=0)
+args = SimpleNamespace(ppo_epochs=2, ptx_coef=0.2, ptx_batch=2, temperature=0.8, clip=0.2, vf_clip=0.2, vf_coef=0.5, seed=0,
+                       advantage="gae")
 params = list(policy.parameters()) + list(value.parameters())
 opt = torch.optim.SGD(params, lr=0.5)  # not Adam: Adam's step is blind to the gradient's scale (a sum for a mean)
 _, dev = train_ppo.ppo_update(args, 1, roll, ddp_wrap(policy, world), ddp_wrap(value, world), opt, params,
-                              np.arange(500) % 47, device)
+                              np.arange(500) % 47, device, 0.1)
 assert dev == 0.0
 if rank == 0:
     torch.save(dict(policy=policy.state_dict(), value=value.state_dict()), sys.argv[1])

@@ -82,7 +82,7 @@ def fake_generate(calls):
 
 PROMPTS = [f"Say word number {i}." for i in range(10)]
 ARGS = dict(seed=3, rollout_size=6, minibatch_size=2, temperature=0.9, max_new_tokens=N, truncated_score=-2.0,
-            gamma=0.9, lam=0.8)
+            gamma=0.9, lam=0.8, advantage="gae", group_size=1)
 
 
 @pytest.fixture
@@ -194,7 +194,7 @@ def test_ppo_update_takes_the_ppo_ptx_steps(monkeypatch, models):
     params = list(models["policy"].parameters()) + list(models["value_model"].parameters())
     opt = torch.optim.SGD(params, lr=0.5)
     stats, first_dev = train_ppo.ppo_update(args, 2, roll, policy, models["value_model"], opt, params, stream,
-                                            CPU)
+                                            CPU, beta=0.3)
     assert policy.order[:3] == [0, 1, 2] and sorted(policy.order[3:]) == [0, 1, 2] and len(policy.order) == 6
     assert first_dev == 0.0
 
@@ -236,6 +236,6 @@ def test_ppo_update_without_ptx_and_its_first_minibatch_deviation(monkeypatch, m
     roll[1]["logp"] = roll[1]["logp"] + 3.0  # a later minibatch: not measured
     params = list(models["policy"].parameters()) + list(models["value_model"].parameters())
     stats, first_dev = train_ppo.ppo_update(args, 0, roll, models["policy"], models["value_model"],
-                                            torch.optim.SGD(params, lr=0.0), params, None, CPU)
+                                            torch.optim.SGD(params, lr=0.0), params, None, CPU, beta=0.3)
     assert first_dev == pytest.approx(0.25, abs=1e-6)
     assert stats["ptx_loss"] == 0.0
