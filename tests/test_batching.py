@@ -106,7 +106,7 @@ def test_pretrain_batch_windows_are_slices_of_the_stream():
     assert starts.min() >= 0 and starts.max() + 9 <= 50 and len(set(starts.tolist())) > 20
     assert torch.equal(xy, pretrain_batch(stream, 64, 8, np.random.default_rng(0)))  # a function of the rng
     assert pretrain_batch(np.arange(10), 3, 8, np.random.default_rng(0)).tolist() == [list(range(9))] * 3  # one window fits
-    with pytest.raises(UserError, match="pretraining text has 9 tokens, fewer than one window of 9"):
+    with pytest.raises(UserError, match="pretraining text has 9 tokens, fewer than one window of 9: add text to pretrain.jsonl$"):
         pretrain_batch(np.arange(9), 3, 8, np.random.default_rng(0))
 
 
@@ -126,3 +126,18 @@ def test_pretrain_loss_is_the_eval_mode_loss_and_restores_the_mode(training):
     assert pretrain_loss(model, np.full(200, 42), torch.device("cpu"), T=16) == pytest.approx(
         lm_loss(model.eval()(torch.full((1, 16), 42)), torch.full((1, 16), 42), torch.ones(1, 16, dtype=torch.bool)).item(),
         rel=1e-6)
+
+
+def test_pretrain_loss_is_the_mean_over_every_one_of_its_fixed_windows():
+    """On a varied stream: the mean next-token loss over all n_windows windows of
+    pretrain_batch(stream, n, T, default_rng(1234)), each window counted once whatever the chunking,
+    and the same on every call (the windows are fixed, so the alignment tax compares like with like)."""
+    model = tiny_lm().eval()
+    stream = np.random.default_rng(5).integers(1, 50, 3000)
+    xy = pretrain_batch(stream, 40, 32, np.random.default_rng(1234))
+    with torch.no_grad():
+        per_window = [lm_loss(model(w[None, :-1]), w[None, 1:], torch.ones(1, 32, dtype=torch.bool)).item() for w in xy]
+    got = pretrain_loss(model, stream, torch.device("cpu"), n_windows=40, T=32)  # chunks of 16, 16, 8
+    assert got == pytest.approx(np.mean(per_window), rel=1e-5)
+    assert pretrain_loss(model, stream, torch.device("cpu"), n_windows=40, T=32) == got
+    assert got != pytest.approx(np.mean(per_window[1:]), rel=1e-5)  # the test can tell a missing window
