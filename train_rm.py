@@ -228,7 +228,7 @@ def main(argv=None):
         step, metrics["losses"] = state["step"], state["losses"]  # the curve so far, for the plots
     ddp_rm = ddp_wrap(rm, world_size)
     total = args.epochs * steps_per_epoch
-    prog = Progress(total, "rm", quiet=rank > 0)
+    prog = Progress(total, "rm", quiet=rank > 0, unit="seq")  # sequences scored, not tokens
     data_state = dict(comps=all_comps, val=all_val, demos=demos, gold=gold)
     run = dict(args=args, rank=rank, world=world_size, resume_keys=RESUME_KEYS, global_step=step)
     signal.signal(signal.SIGINT, on_sigint)

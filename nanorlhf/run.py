@@ -120,11 +120,11 @@ def check_resume(state, args, keys):
 # Progress and metrics
 
 class Progress:
-    """Prints a line at most every `every` seconds: step, the caller's stats, tokens/s, elapsed, ETA.
-    `quiet` silences it (ranks other than 0)."""
+    """Prints a line at most every `every` seconds: step, the caller's stats, `unit`s/s (what step(tokens=)
+    counts), elapsed, ETA. `quiet` silences it (ranks other than 0)."""
 
-    def __init__(self, total, name, every=5.0, quiet=False):
-        self.total, self.name, self.every, self.quiet = total, name, every, quiet
+    def __init__(self, total, name, every=5.0, quiet=False, unit="tok"):
+        self.total, self.name, self.every, self.quiet, self.unit = total, name, every, quiet, unit
         self.t0 = self.last = time.time()
         self.tokens, self.first = 0, None
 
@@ -141,7 +141,7 @@ class Progress:
         self.last, el = now, now - self.t0
         eta = el / (i + 1 - self.first) * (self.total - i - 1)
         s = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in stats.items())
-        self.log(f"step {i + 1}/{self.total} {s} | {self.tokens / el:,.0f} tok/s | {el:.0f}s elapsed, ETA {eta:.0f}s")
+        self.log(f"step {i + 1}/{self.total} {s} | {self.tokens / el:,.0f} {self.unit}/s | {el:.0f}s elapsed, ETA {eta:.0f}s")
 
 
 def write_metrics(out_dir, metrics):
