@@ -47,7 +47,6 @@ import argparse
 import json
 import os
 import random
-import signal
 import time
 from contextlib import nullcontext
 
@@ -60,8 +59,8 @@ from nanorlhf import world
 from nanorlhf.batching import encode_prompt, heldout_stream, pad_right, pretrain_batch
 from nanorlhf.checkpoint import load_checkpoint, load_state, save_checkpoint
 from nanorlhf.distributed import all_mean, ddp_setup, ddp_wrap
-from nanorlhf.run import (Progress, Stop, autocast, check_finite, check_resume, end_of_step, on_sigint, parse_run_args,
-                          seed_everything, write_metrics)
+from nanorlhf.run import (Progress, Stop, autocast, catch_signals, check_finite, check_resume, end_of_step,
+                          parse_run_args, seed_everything, stopped, write_metrics)
 from nanorlhf.errors import UserError, exit_on_user_error
 from nanorlhf.evaluate import evaluate_policy, has_gold
 from nanorlhf.losses import (adaptive_kl_update, gae, grpo_advantages, k3_kl, kl_shaped_rewards, lm_loss, masked_mean,
@@ -315,7 +314,7 @@ def main(argv=None):
     prog.log(f"{len(prompts)} RL prompts, {args.iterations} iterations x {args.rollout_size} x {world_size} episodes, "
              f"beta {beta}, ptx {args.ptx_coef}, advantage {args.advantage} (k {args.group_size})"
              + (f", from iteration {start}" if start else ""))
-    signal.signal(signal.SIGINT, on_sigint)
+    catch_signals()
     try:
         for it in range(start, args.iterations):
             roll, info = rollout(args, it, rank, device, enc, prompts, policy, ref, rm, value_model, beta)
@@ -340,8 +339,7 @@ def main(argv=None):
                                           value=None if value_model is None else value_model.state_dict(),
                                           opt=opt.state_dict(), beta=beta, curve=curve, first_ratio_dev=first_ratio_dev))
     except Stop as e:
-        prog.log(f"stop: {e}")
-        return
+        return stopped(e, prog.log)
     if rank > 0:
         return  # rank 0 evaluates and writes
     policy.eval()

@@ -36,7 +36,6 @@ import argparse
 import itertools
 import os
 import random
-import signal
 import time
 
 import numpy as np
@@ -47,8 +46,8 @@ from nanorlhf import agreement, world
 from nanorlhf.batching import encode_example, pad_right, response_nll
 from nanorlhf.checkpoint import load_checkpoint, load_state, save_checkpoint, to_scalar_head
 from nanorlhf.distributed import all_mean, all_sum, ddp_setup, ddp_wrap, gather_objects
-from nanorlhf.run import (Progress, Stop, autocast, check_finite, check_resume, end_of_step, lr_at, on_sigint,
-                          parse_run_args, seed_everything, write_metrics)
+from nanorlhf.run import (Progress, Stop, autocast, catch_signals, check_finite, check_resume, end_of_step, lr_at,
+                          parse_run_args, seed_everything, stopped, write_metrics)
 from nanorlhf.errors import UserError, exit_on_user_error
 from nanorlhf.evaluate import comparison_scores, gold_order, has_gold, pair_accuracy, reward_of, sample
 from nanorlhf.losses import binary_loss, rm_ranking_loss
@@ -231,7 +230,7 @@ def main(argv=None):
     prog = Progress(total, "rm", quiet=rank > 0)
     data_state = dict(comps=all_comps, val=all_val, demos=demos, gold=gold)
     run = dict(args=args, rank=rank, world=world_size, resume_keys=RESUME_KEYS, global_step=step)
-    signal.signal(signal.SIGINT, on_sigint)
+    catch_signals()
     try:
         for epoch in range(step // steps_per_epoch, args.epochs):
             order = np.random.default_rng([args.seed, 0, epoch]).permutation(len(comps))  # the same on every rank
@@ -252,8 +251,7 @@ def main(argv=None):
                 end_of_step(run, lambda: dict(step=step, model=rm.state_dict(), opt=opt.state_dict(), data=data_state,
                                               losses=metrics["losses"]))
     except Stop as e:
-        say(f"[stop] {e}", flush=True)
-        return
+        return stopped(e, say)
     rm.eval()
     scores = comparison_scores(rm, enc, val, device)  # held out, once; the shift below changes no order
     if args.objective == "binary":  # the classifier's own task: the labeler's held-out yes/no (before the shift)
