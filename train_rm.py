@@ -47,7 +47,7 @@ from nanorlhf.batching import encode_example, pad_right, response_nll
 from nanorlhf.checkpoint import load_checkpoint, load_state, save_checkpoint, to_scalar_head
 from nanorlhf.distributed import all_mean, all_sum, ddp_setup, ddp_wrap, gather_objects
 from nanorlhf.run import (Progress, Stop, autocast, catch_signals, check_finite, check_resume, end_of_step, lr_at,
-                          parse_run_args, seed_everything, stopped, write_metrics)
+                          parse_run_args, print_metrics, seed_everything, stopped, write_metrics)
 from nanorlhf.errors import UserError, exit_on_user_error
 from nanorlhf.evaluate import comparison_scores, gold_order, has_gold, pair_accuracy, reward_of, sample
 from nanorlhf.losses import binary_loss, rm_ranking_loss
@@ -132,6 +132,9 @@ def batch_loss(pm, enc, batch, objective, device):
     return (*binary_loss(rewards, labels, torch.arange(rewards.shape[1], device=device)[None] < k[:, None]), int(k.sum()))
 
 
+AGAINST = {  # what each printed accuracy is measured against: they are not on one scale
+    "gold_accuracy": "vs the gold order, noise-free: can exceed bayes_ceiling",
+    "bayes_ceiling": "the gold score vs one noisy labeler: the ceiling of val_accuracy, not of gold_accuracy"}
 RESUME_KEYS = ("sft", "init", "objective", "data", "n_prompts", "n_val", "k_min", "k_max", "epochs", "batch_size", "lr",
                "seed", "control")
 
@@ -212,7 +215,8 @@ def main(argv=None):
     metrics = {"args": vars(args), "n_comparisons": n_comps, "mean_k": all_mean(np.mean([len(c["ranking"]) for c in comps]), world_size),
                "n_pairs": sum(len(c["ranking"]) * (len(c["ranking"]) - 1) // 2 for c in comps)}
     say(f"[rm] {n_comps} ranked prompts ({metrics['n_pairs']} pairs, mean K {metrics['mean_k']:.2f}), "
-        f"{int(all_sum(len(val), world_size))} held out; sampled in {time.time() - t0:.0f}s", flush=True)
+        f"{int(all_sum(len(val), world_size))} held out" + ("" if args.data or state else
+                                                           f"; sampled in {time.time() - t0:.0f}s"), flush=True)
 
     # --- the preference model: the trunk with a scalar head at the last token (ranked, binary), or the LM
     if args.objective != "imitation" and not rm.config.scalar_head:
@@ -291,10 +295,10 @@ def main(argv=None):
     save_checkpoint(os.path.join(args.out, "model.pt"), rm, enc, "reward" if rm.config.scalar_head else "policy",
                     objective=args.objective)
     path = write_metrics(args.out, metrics)
-    for k in ("val_accuracy", "gold_accuracy", "gold_accuracy_sum_logprob", "binary_val_accuracy", "labeler_agreement",
-              "expected_labeler_agreement", "bayes_ceiling", "demo_mean_reward", "wall_seconds"):
-        if k in metrics:
-            print(f"  {k:28s} {metrics[k]:.3f}")
+    print_metrics(metrics, ("val_accuracy", "gold_accuracy", "gold_accuracy_sum_logprob", "binary_val_accuracy",
+                            "labeler_agreement", "expected_labeler_agreement", "bayes_ceiling", "demo_mean_reward",
+                            "wall_seconds"), {**AGAINST, "val_accuracy": "vs the held-out rankings of " +
+                                              (args.data if args.data else "one noisy labeler")}, width=28)
     print(f"wrote {args.out}/model.pt, {path}")
 
 

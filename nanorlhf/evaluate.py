@@ -47,12 +47,13 @@ def sample(model, enc, prompts, temperature=1.0, max_new_tokens=48, batch_size=1
 
 
 def wilson(k, n, z=1.96):
-    """95% Wilson score interval of a rate k/n: sane at rates near 0 or 1 and at small n."""
+    """95% Wilson score interval of a rate k/n: within [0, 1], sane at rates near 0 or 1 and at
+    small n. k may be fractional (a win rate's ties count half)."""
     if n == 0:
         return [float("nan"), float("nan")]
     p = k / n
     mid, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [0.0 if k == 0 else mid - half, 1.0 if k == n else mid + half]  # exact ends despite float rounding
+    return [0.0 if k == 0 else max(0.0, mid - half), 1.0 if k == n else min(1.0, mid + half)]  # exact despite rounding
 
 
 def mean_ci(xs):
@@ -102,15 +103,18 @@ def gold_report(prompts, responses):
 
 
 def win_rate(prompts, resp_a, resp_b):
-    """Win rate of A over B by the gold labeler, ties counted half, with a 95% normal interval
-    over prompts, the tie rate, and the same per family."""
+    """Win rate of A over B by the gold labeler, ties counted half, the tie rate, and the same per
+    family. The 95% interval is Wilson's with a tie counted as half a win: k = wins + ties / 2 of
+    n prompts. It stays in [0, 1] (a normal interval over the 0 / 0.5 / 1 outcomes did not near the
+    ends), and is conservative: an outcome in {0, 0.5, 1} of mean p has variance <= p (1 - p)."""
     outcomes, fams = [], []
     for p, a, b in zip(prompts, resp_a, resp_b):
         sa, sb = world.score(p, a), world.score(p, b)
         outcomes.append(0.5 if abs(sa["total"] - sb["total"]) < 1e-9 else float(sa["total"] > sb["total"]))
         fams.append(sa["family"])
-    w, ci = mean_ci(outcomes)
-    out = {"win_rate": w, "win_rate_ci95": ci, "tie_rate": outcomes.count(0.5) / len(outcomes)}
+    w = _mean(outcomes)
+    out = {"win_rate": w, "win_rate_ci95": wilson(sum(outcomes), len(outcomes)),
+           "tie_rate": outcomes.count(0.5) / len(outcomes)}
     for fam in sorted(set(fams)):
         o = [x for x, f in zip(outcomes, fams) if f == fam]
         out[f"win_{fam}"], out[f"tie_{fam}"] = _mean(o), o.count(0.5) / len(o)
@@ -152,6 +156,19 @@ def evaluate_policy(policy, sft, enc, test, seed, device, held_stream=None, name
                    truncated_rate=ev["truncated_rate"], n_eval_prompts=len(test),
                    sampled_kl=sampled_kl(policy, sft, enc, test, ev["responses"], ev["stopped"], device))
     return metrics
+
+
+POLICY_KEYS = ("win_rate_vs_sft", "tie_rate_vs_sft", "greedy_win_rate_vs_sft", "gold_score", "sft_gold_score",
+               "greedy_gold_score", "sft_greedy_gold_score", "rm_score", "kl", "sampled_kl", "pretrain_loss",
+               "sft_pretrain_loss", "toxic_rate", "hallucination_rate", "constraint_rate", "refusal_rate_known",
+               "wall_seconds")  # what train_ppo.py prints of its metrics
+POLICY_NOTES = {"kl": "nats/seq: the training rollouts' summed log(pi/pi_SFT), last 10% of iterations",
+                "sampled_kl": "nats/seq on test prompts: a sample estimate, can fall below 0 when pi is close to SFT"}
+
+
+def mean_gold(prompts, responses):
+    """The mean gold score (only where the world's labeler can judge the prompts: has_gold)."""
+    return float(_mean([world.score(p, r)["total"] for p, r in zip(prompts, responses)]))
 
 
 @torch.no_grad()

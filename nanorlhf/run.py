@@ -162,6 +162,15 @@ class Progress:
         self.log(f"step {i + 1}/{self.total} {s} | {self.tokens / el:,.0f} tok/s | {el:.0f}s elapsed, ETA {eta:.0f}s")
 
 
+def print_metrics(metrics, keys, against=None, width=24):
+    """One line per key present: its value, and for a figure that can surprise, what it is measured
+    against (`against`: key -> note)."""
+    for k in keys:
+        if k in metrics:
+            note = f"  ({against[k]})" if against and k in against else ""
+            print(f"  {k:{width}s} {metrics[k]:.3f}{note}")
+
+
 def finite(x):
     """x without what does not exist: a non-finite float (a mean over no prompts, a CI of one value)
     is dropped from a dict and None in a list, so the file is strict JSON (no NaN, which strict
