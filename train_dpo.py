@@ -45,7 +45,7 @@ from nanorlhf.errors import UserError, exit_on_user_error
 from nanorlhf.evaluate import comparison_scores, evaluate_policy, gold_order, has_gold, pair_accuracy
 from nanorlhf.losses import dpo_loss, imitation_score
 from nanorlhf.run import (Progress, Stop, autocast, catch_signals, check_finite, check_resume, end_of_step, lr_at,
-                          parse_run_args, seed_everything, stopped, write_metrics)
+                          parse_run_args, seed_everything, stopped, trained_on, write_metrics)
 
 
 def get_args(argv=None):
@@ -174,7 +174,7 @@ def main(argv=None):
                 metrics[key] = hits / max(1, pairs)
     if rank > 0:
         return  # rank 0 evaluates and writes
-    save_checkpoint(os.path.join(args.out, "model.pt"), policy, enc, "policy")
+    save_checkpoint(os.path.join(args.out, "model.pt"), policy, enc, "policy", data=trained_on(args))
     held_stream = heldout_stream(enc, docs)[1] if docs else None
     metrics.update(evaluate_policy(policy, ref, enc, test, args.seed + 1, device, held_stream, "DPO"))
     metrics["wall_seconds"] = time.time() - t0

@@ -59,7 +59,7 @@ from nanorlhf.batching import encode_prompt, heldout_stream, pad_right, pretrain
 from nanorlhf.checkpoint import load_checkpoint, load_state, save_checkpoint
 from nanorlhf.distributed import all_mean, ddp_setup, ddp_wrap
 from nanorlhf.run import (Progress, Stop, autocast, catch_signals, check_finite, check_resume, end_of_step,
-                          parse_run_args, print_metrics, seed_everything, stopped, write_json,
+                          parse_run_args, print_metrics, seed_everything, stopped, trained_on, write_json,
                           write_metrics)
 from nanorlhf.errors import UserError, exit_on_user_error
 from nanorlhf.evaluate import POLICY_KEYS, POLICY_NOTES, evaluate_policy, has_gold, mean_gold
@@ -332,9 +332,11 @@ def main(argv=None):
             if args.kl_target is not None:
                 beta = adaptive_kl_update(beta, point["kl"], args.kl_target, args.rollout_size * world_size, horizon=10000)
             if args.snapshot_every and (it + 1) % args.snapshot_every == 0 and rank == 0:
-                save_checkpoint(os.path.join(args.out, "snapshots", f"it{it + 1:04d}.pt"), policy, enc, "policy")
+                save_checkpoint(os.path.join(args.out, "snapshots", f"it{it + 1:04d}.pt"), policy, enc, "policy",
+                                data=trained_on(args))
             prog.step(it, tokens=info["ntok"] * world_size, rm=point["rm_score"],
-                      **({"gold": point["gold_score"]} if gold else {}), kl=point["kl"], ent=point["entropy"], ptx=point["ptx_loss"], clip=point["clipfrac"], beta=beta)
+                      **({"gold": point["gold_score"]} if gold else {}), kl=point["kl"], ent=point["entropy"],
+                      ptx=point["ptx_loss"], clip=point["clipfrac"], beta=beta)
             end_of_step(run, lambda: dict(step=it + 1, policy=policy.state_dict(),
                                           value=None if value_model is None else value_model.state_dict(),
                                           opt=opt.state_dict(), beta=beta, curve=curve, first_ratio_dev=first_ratio_dev))
@@ -343,7 +345,7 @@ def main(argv=None):
     if rank > 0:
         return  # rank 0 evaluates and writes
     policy.eval()
-    save_checkpoint(os.path.join(args.out, "model.pt"), policy, enc, "policy")
+    save_checkpoint(os.path.join(args.out, "model.pt"), policy, enc, "policy", data=trained_on(args))
     write_json(os.path.join(args.out, "curve.json"), curve, indent=1)
 
     # ---------------------------------------------------------------- evaluation

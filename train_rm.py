@@ -47,7 +47,8 @@ from nanorlhf.batching import encode_example, pad_right, response_nll
 from nanorlhf.checkpoint import load_checkpoint, load_state, save_checkpoint, to_scalar_head
 from nanorlhf.distributed import all_mean, all_sum, ddp_setup, ddp_wrap, gather_objects
 from nanorlhf.run import (Progress, Stop, autocast, catch_signals, check_finite, check_resume, end_of_step, lr_at,
-                          parse_run_args, print_metrics, seed_everything, stopped, write_metrics)
+                          parse_run_args, print_metrics, seed_everything, stopped, trained_on,
+                          write_metrics)
 from nanorlhf.errors import UserError, exit_on_user_error
 from nanorlhf.evaluate import comparison_scores, gold_order, has_gold, pair_accuracy, reward_of, sample
 from nanorlhf.losses import binary_loss, rm_ranking_loss
@@ -293,7 +294,7 @@ def main(argv=None):
     if rank > 0:
         return
     save_checkpoint(os.path.join(args.out, "model.pt"), rm, enc, "reward" if rm.config.scalar_head else "policy",
-                    objective=args.objective)
+                    data=trained_on(args), objective=args.objective)
     path = write_metrics(args.out, metrics)
     print_metrics(metrics, ("val_accuracy", "gold_accuracy", "gold_accuracy_sum_logprob", "binary_val_accuracy",
                             "labeler_agreement", "expected_labeler_agreement", "bayes_ceiling", "demo_mean_reward",

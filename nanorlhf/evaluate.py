@@ -4,7 +4,8 @@ world's gold labeler (Gao et al. 2022: a fixed "gold" reward stands in for human
 confidence intervals; and `evaluate_run`, the suite of models and baselines that the report shows.
 
     python -m nanorlhf.evaluate out/sft/base.pt out/sft/model.pt out/ppo/model.pt --n 5
-prints responses of several models side by side for random held-out prompts, with gold scores.
+prints responses of several models side by side for random held-out prompts of the data they were
+trained on, with gold scores where the world's labeler can judge the prompts.
 """
 import argparse
 import itertools
@@ -16,11 +17,13 @@ import statistics
 
 import torch
 
+from nanorlhf import data as jdata
 from nanorlhf import world
 from nanorlhf.batching import encode_example, encode_prompt, pad_right, pretrain_loss, response_batch
 from nanorlhf.checkpoint import load_checkpoint
 from nanorlhf.losses import imitation_score
 from nanorlhf.distributed import get_device
+from nanorlhf.errors import UserError, exit_on_user_error
 from nanorlhf.run import autocast
 from nanorlhf.model import generate
 
@@ -337,30 +340,65 @@ def _mean(xs):
     return sum(xs) / len(xs) if xs else float("nan")
 
 
-def main():
+def trained_on(path, ckpt):
+    """The --data folder a checkpoint was trained on: recorded in it, else in the metrics.json beside
+    it (older checkpoints); None for the embedded world."""
+    if ckpt.get("data") is not None or not os.path.isfile(path):
+        return ckpt.get("data")
+    metrics = os.path.join(os.path.dirname(path), "metrics.json")
+    return json.load(open(metrics)).get("args", {}).get("data") if os.path.isfile(metrics) else None
+
+
+def default_prompts(data, n, seed):
+    """n random held-out prompts of the data a run was trained on: the world's test prompts, or a
+    --data folder's test, val or RL prompts (the first split it has)."""
+    if data is None:
+        return random.Random(seed).sample(world.make_world()["test_prompts"], n)
+    if not os.path.isdir(data):
+        raise UserError(f"the checkpoints were trained on --data {data}, which is not there now: pass --prompt TEXT")
+    for split in ("test", "val", "rl"):
+        prompts = [r["prompt"] for r in jdata.load_dataset(data, "prompts", split, optional=True)]
+        if prompts:
+            return random.Random(seed).sample(prompts, min(n, len(prompts)))
+    raise UserError(f"--data {data} has no test_prompts.jsonl, val_prompts.jsonl or rl_prompts.jsonl: pass --prompt TEXT")
+
+
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoints", nargs="+", help="policy checkpoints (files or folders with model.pt)")
-    ap.add_argument("--prompt", action="append", help="a prompt to answer (repeatable); default: random test prompts")
+    ap.add_argument("--prompt", action="append", help="a prompt to answer (repeatable); default: random held-out "
+                    "prompts of the data the checkpoints were trained on (the world's, or their --data folder's)")
     ap.add_argument("--n", type=int, default=5, help="number of random held-out prompts")
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0 = greedy)")
     ap.add_argument("--seed", type=int, default=0, help="prompt choice and sampling seed")
-    args = ap.parse_args()
-    prompts = args.prompt or random.Random(args.seed).sample(world.make_world()["test_prompts"], args.n)
+    ap.add_argument("--debug", action="store_true", help="show the traceback of a user error")
+
+    def error(message):  # one line, exit 2, like every other user error
+        raise UserError(message)
+    ap.error = error
+    args = ap.parse_args(argv)
+    if args.n < 1 or args.temperature < 0:
+        ap.error(f"--n must be positive and --temperature >= 0, got {args.n}, {args.temperature}")
+    models = {path: load_checkpoint(path, kind="policy") for path in args.checkpoints}
+    data = next((d for d in (trained_on(p, c) for p, (_, _, c) in models.items()) if d is not None), None)
+    prompts = [jdata.render_prompt(jdata.text_turns(p)) for p in args.prompt] if args.prompt else \
+        default_prompts(data, args.n, args.seed)
+    gold = has_gold(prompts)  # only prompts of the embedded world have a gold labeler
     device = get_device()
     answers = {}
-    for path in args.checkpoints:
-        model, enc, _ = load_checkpoint(path, kind="policy")
+    for path, (model, enc, _) in models.items():
+        for p in prompts:
+            n = len(encode_prompt(enc, p))
+            if n >= model.config.block_size - 1:
+                raise UserError(f"prompt {p[:40]!r}... is {n} tokens: it leaves no room to answer in {path}'s "
+                                f"context of {model.config.block_size} tokens; shorten it")
         answers[path], _ = sample(model.to(device), enc, prompts, args.temperature, seed=args.seed)
     for i, p in enumerate(prompts):
         print(f"\n=== {p}")
         for path in args.checkpoints:
             r = answers[path][i]
-            try:
-                g = f"{world.score(p, r)['total']:+.2f}"
-            except ValueError:
-                g = "  n/a"  # not a prompt of the embedded world: no gold labeler
-            print(f"  [{g}] {path}: {r}")
+            print(f"  [{world.score(p, r)['total']:+.2f}] {path}: {r}" if gold else f"  {path}: {r}")
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main)

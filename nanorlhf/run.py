@@ -162,6 +162,12 @@ class Progress:
         self.log(f"step {i + 1}/{self.total} {s} | {self.tokens / el:,.0f} tok/s | {el:.0f}s elapsed, ETA {eta:.0f}s")
 
 
+def trained_on(args):
+    """The --data folder, absolute (checkpoints and metrics record it: evaluate and report follow
+    the data a run was trained on), or None for the embedded world."""
+    return os.path.abspath(args.data) if args.data else None
+
+
 def print_metrics(metrics, keys, against=None, width=24):
     """One line per key present: its value, and for a figure that can surprise, what it is measured
     against (`against`: key -> note)."""
