@@ -153,7 +153,8 @@ def curve_table(folder, points=12):
         curve = json.load(f)
     n = max(1, len(curve) // points)
     keys = ["kl", "rm_score"] + (["gold_score"] if all("gold_score" in c for c in curve) else [])  # no gold: no column
-    lines = [f"{folder}: score against KL over training (each row averages {n} iterations)",
+    lines = [f"{folder}: score against KL over training (each row averages {n} iterations; KL is the rollouts' "
+             "summed log(pi/pi_SFT), a sample estimate that can dip below 0 near the start)",
              "| episodes | KL (nats/seq) | RM score |" + (" gold score |" if len(keys) == 3 else ""),
              "|---" * (len(keys) + 1) + "|"]
     for i in range(0, len(curve), n):
@@ -162,7 +163,7 @@ def curve_table(folder, points=12):
     return "\n".join(lines)
 
 
-OWN_KEYS = {"sft": ["base_pretrain_loss", "selected_epoch", "sft_gold_score", "sft_win_rate_vs_base"],
+OWN_KEYS = {"sft": ["base_pretrain_loss", "sft_gold_score", "sft_win_rate_vs_base"],
             "ppo_noptx": ["rm_score", "kl", "sampled_kl", "pretrain_loss", "gold_score", "win_rate_vs_sft"],
             "ppo": ["rm_score", "kl", "sampled_kl", "pretrain_loss", "sft_pretrain_loss", "gold_score", "win_rate_vs_sft"]}
 
@@ -171,13 +172,13 @@ def own_report(root, data):
     """A run trained on --data: the embedded world does not judge it, so no gold tables and no
     demonstrations row; the scripts' own metrics (gold ones only where they could compute them)."""
     ms = {s: load(os.path.join(root, s)) for s in RUNS}
-    lines = [f"{root} was trained on --data {data}: no gold tables (the embedded world's labeler does not judge "
-             "this data); the scripts' own metrics:", "", "| stage | metric | value |", "|---|---|---|"]
+    lines = [f"{root} was trained on --data {data}, which the embedded world's labeler does not judge: "
+             "the scripts' own metrics only", "", "| stage | metric | value |", "|---|---|---|"]
     for stage, keys in OWN_KEYS.items():
         m = ms.get(stage) or {}
         if stage == "sft" and m.get("history"):
             val = m["history"][m["selected_epoch"] - 1]["val_loss"]
-            lines.append(f"| sft | validation loss (selected epoch) | {val:.3f} |")
+            lines.append(f"| sft | validation loss (epoch {m['selected_epoch']}, selected) | {val:.3f} |")
         lines += [f"| {stage} | {k} | {cell([m[k]])} |" for k in keys if k in m]
     return "\n\n".join(p for p in ["\n".join(lines), rm_table([{"metrics": ms}])] if p)
 
