@@ -31,7 +31,6 @@ alignment tax). Departs from the paper:
 """
 import argparse
 import os
-import signal
 import time
 
 import numpy as np
@@ -45,8 +44,8 @@ from nanorlhf.distributed import all_mean, all_min, all_sum, ddp_setup, ddp_wrap
 from nanorlhf.errors import UserError, exit_on_user_error
 from nanorlhf.evaluate import comparison_scores, evaluate_policy, gold_order, has_gold, pair_accuracy
 from nanorlhf.losses import dpo_loss, imitation_score
-from nanorlhf.run import (Progress, Stop, autocast, check_finite, check_resume, end_of_step, lr_at, on_sigint,
-                          parse_run_args, seed_everything, write_metrics)
+from nanorlhf.run import (Progress, Stop, autocast, catch_signals, check_finite, check_resume, end_of_step, lr_at,
+                          parse_run_args, seed_everything, stopped, trained_on, write_metrics)
 
 
 def get_args(argv=None):
@@ -140,7 +139,7 @@ def main(argv=None):
     prog.log(f"{int(all_sum(len(comps), world_size))} ranked prompts ({n_pairs} pairs), {args.epochs} epochs x "
              f"{steps_per_epoch} steps, beta {args.beta}, {'IPO' if args.ipo else 'DPO'}" + (f", from step {step}" if step else ""))
     run = dict(args=args, rank=rank, world=world_size, resume_keys=RESUME_KEYS, global_step=step)
-    signal.signal(signal.SIGINT, on_sigint)
+    catch_signals()
     try:
         for epoch in range(step // steps_per_epoch, args.epochs):
             order = np.random.default_rng([args.seed, rank, epoch]).permutation(len(comps))  # prompts, never pairs
@@ -160,8 +159,7 @@ def main(argv=None):
                           acc=all_mean(acc.item(), world_size))
                 end_of_step(run, lambda: dict(step=step, model=policy.state_dict(), opt=opt.state_dict(), losses=losses))
     except Stop as e:
-        prog.log(f"stop: {e}")
-        return
+        return stopped(e, prog.log)
     train_seconds = time.time() - t0
     policy.eval()
     metrics = {"args": vars(args), "n_comparisons": int(all_sum(len(comps), world_size)), "n_pairs": n_pairs,
@@ -176,7 +174,7 @@ def main(argv=None):
                 metrics[key] = hits / max(1, pairs)
     if rank > 0:
         return  # rank 0 evaluates and writes
-    save_checkpoint(os.path.join(args.out, "model.pt"), policy, enc, "policy")
+    save_checkpoint(os.path.join(args.out, "model.pt"), policy, enc, "policy", data=trained_on(args))
     held_stream = heldout_stream(enc, docs)[1] if docs else None
     metrics.update(evaluate_policy(policy, ref, enc, test, args.seed + 1, device, held_stream, "DPO"))
     metrics["wall_seconds"] = time.time() - t0

@@ -44,10 +44,8 @@ Writes model.pt (the policy), curve.json and metrics.json to --out. Departs from
      advantages are not whitened, and GRPO averages over the minibatch's tokens, not per response.
 """
 import argparse
-import json
 import os
 import random
-import signal
 import time
 from contextlib import nullcontext
 
@@ -60,10 +58,11 @@ from nanorlhf import world
 from nanorlhf.batching import encode_prompt, heldout_stream, pad_right, pretrain_batch
 from nanorlhf.checkpoint import load_checkpoint, load_state, save_checkpoint
 from nanorlhf.distributed import all_mean, ddp_setup, ddp_wrap
-from nanorlhf.run import (Progress, Stop, autocast, check_finite, check_resume, end_of_step, on_sigint, parse_run_args,
-                          seed_everything, write_metrics)
+from nanorlhf.run import (Progress, Stop, autocast, catch_signals, check_finite, check_resume, end_of_step,
+                          parse_run_args, print_metrics, seed_everything, stopped, trained_on, write_json,
+                          write_metrics)
 from nanorlhf.errors import UserError, exit_on_user_error
-from nanorlhf.evaluate import evaluate_policy, has_gold
+from nanorlhf.evaluate import POLICY_KEYS, POLICY_NOTES, evaluate_policy, has_gold, mean_gold
 from nanorlhf.losses import (adaptive_kl_update, gae, grpo_advantages, k3_kl, kl_shaped_rewards, lm_loss, masked_mean,
                              masked_whiten, ppo_policy_loss, ppo_value_loss, rloo_advantages)
 from nanorlhf.model import generate
@@ -312,10 +311,11 @@ def main(argv=None):
     ddp_value = ddp_wrap(value_model, world_size) if value_model is not None else None
     run = dict(args=args, rank=rank, world=world_size, resume_keys=RESUME_KEYS, global_step=start)
     prog = Progress(args.iterations, "ppo", every=10.0, quiet=rank > 0)
-    prog.log(f"{len(prompts)} RL prompts, {args.iterations} iterations x {args.rollout_size} x {world_size} episodes, "
+    prog.log(f"{len(prompts)} RL prompts, {args.iterations} iterations x {args.rollout_size}"
+             f"{f' x {world_size} processes' if world_size > 1 else ''} episodes, "
              f"beta {beta}, ptx {args.ptx_coef}, advantage {args.advantage} (k {args.group_size})"
              + (f", from iteration {start}" if start else ""))
-    signal.signal(signal.SIGINT, on_sigint)
+    catch_signals()
     try:
         for it in range(start, args.iterations):
             roll, info = rollout(args, it, rank, device, enc, prompts, policy, ref, rm, value_model, beta)
@@ -323,31 +323,30 @@ def main(argv=None):
             # the first minibatch's ratio must be exactly 1 at EVERY iteration: at the first, policy and
             # reference are equal, so only there would stale or misaligned old log-probs go unseen
             first_ratio_dev = ratio_dev if first_ratio_dev is None else max(first_ratio_dev, ratio_dev)
-            gold_score = np.mean([world.score(p, t)["total"] for p, t in zip(info["prompts"], info["texts"])]) \
-                if gold else float("nan")
             point = dict(iteration=it + 1, episodes=(it + 1) * args.rollout_size * world_size, beta=beta,
-                         kl=info["kl"], rm_score=info["rm_score"], gold_score=gold_score,
+                         kl=info["kl"], rm_score=info["rm_score"],
+                         **({"gold_score": mean_gold(info["prompts"], info["texts"])} if gold else {}),
                          truncated=1 - info["stopped"].float().mean().item(), first_ratio_dev=ratio_dev, **stats)
             point = {k: all_mean(v, world_size) if isinstance(v, float) else v for k, v in point.items()}
             curve.append(point)
             if args.kl_target is not None:
                 beta = adaptive_kl_update(beta, point["kl"], args.kl_target, args.rollout_size * world_size, horizon=10000)
             if args.snapshot_every and (it + 1) % args.snapshot_every == 0 and rank == 0:
-                save_checkpoint(os.path.join(args.out, "snapshots", f"it{it + 1:04d}.pt"), policy, enc, "policy")
-            prog.step(it, tokens=info["ntok"] * world_size, rm=point["rm_score"], gold=point["gold_score"],
-                      kl=point["kl"], ent=point["entropy"], ptx=point["ptx_loss"], clip=point["clipfrac"], beta=beta)
+                save_checkpoint(os.path.join(args.out, "snapshots", f"it{it + 1:04d}.pt"), policy, enc, "policy",
+                                data=trained_on(args))
+            prog.step(it, tokens=info["ntok"] * world_size, rm=point["rm_score"],
+                      **({"gold": point["gold_score"]} if gold else {}), kl=point["kl"], ent=point["entropy"],
+                      ptx=point["ptx_loss"], clip=point["clipfrac"], beta=beta)
             end_of_step(run, lambda: dict(step=it + 1, policy=policy.state_dict(),
                                           value=None if value_model is None else value_model.state_dict(),
                                           opt=opt.state_dict(), beta=beta, curve=curve, first_ratio_dev=first_ratio_dev))
     except Stop as e:
-        prog.log(f"stop: {e}")
-        return
+        return stopped(e, prog.log)
     if rank > 0:
         return  # rank 0 evaluates and writes
     policy.eval()
-    save_checkpoint(os.path.join(args.out, "model.pt"), policy, enc, "policy")
-    with open(os.path.join(args.out, "curve.json"), "w") as f:
-        json.dump(curve, f, indent=1)
+    save_checkpoint(os.path.join(args.out, "model.pt"), policy, enc, "policy", data=trained_on(args))
+    write_json(os.path.join(args.out, "curve.json"), curve, indent=1)
 
     # ---------------------------------------------------------------- evaluation
     tail = curve[-max(1, len(curve) // 10):]  # the last 10% of iterations
@@ -357,12 +356,7 @@ def main(argv=None):
     metrics.update(evaluate_policy(policy, ref, enc, test, args.seed + 1, device, held_stream, "PPO"))
     metrics["wall_seconds"] = time.time() - t0
     path = write_metrics(args.out, metrics)
-    for k in ("win_rate_vs_sft", "tie_rate_vs_sft", "greedy_win_rate_vs_sft", "gold_score", "sft_gold_score",
-              "greedy_gold_score", "sft_greedy_gold_score", "rm_score", "kl", "sampled_kl", "pretrain_loss",
-              "sft_pretrain_loss", "toxic_rate", "hallucination_rate", "constraint_rate", "refusal_rate_known",
-              "wall_seconds"):
-        if k in metrics:
-            print(f"  {k:24s} {metrics[k]:.3f}")
+    print_metrics(metrics, POLICY_KEYS, POLICY_NOTES)
     print(f"wrote {args.out}/model.pt, curve.json, {path}")
 
 

@@ -36,7 +36,6 @@ import argparse
 import itertools
 import os
 import random
-import signal
 import time
 
 import numpy as np
@@ -47,8 +46,9 @@ from nanorlhf import agreement, world
 from nanorlhf.batching import encode_example, pad_right, response_nll
 from nanorlhf.checkpoint import load_checkpoint, load_state, save_checkpoint, to_scalar_head
 from nanorlhf.distributed import all_mean, all_sum, ddp_setup, ddp_wrap, gather_objects
-from nanorlhf.run import (Progress, Stop, autocast, check_finite, check_resume, end_of_step, lr_at, on_sigint,
-                          parse_run_args, seed_everything, write_metrics)
+from nanorlhf.run import (Progress, Stop, autocast, catch_signals, check_finite, check_resume, end_of_step, lr_at,
+                          parse_run_args, print_metrics, seed_everything, stopped, trained_on,
+                          write_metrics)
 from nanorlhf.errors import UserError, exit_on_user_error
 from nanorlhf.evaluate import comparison_scores, gold_order, has_gold, pair_accuracy, reward_of, sample
 from nanorlhf.losses import binary_loss, rm_ranking_loss
@@ -133,6 +133,9 @@ def batch_loss(pm, enc, batch, objective, device):
     return (*binary_loss(rewards, labels, torch.arange(rewards.shape[1], device=device)[None] < k[:, None]), int(k.sum()))
 
 
+AGAINST = {  # what each printed accuracy is measured against: they are not on one scale
+    "gold_accuracy": "vs the gold order, noise-free: can exceed bayes_ceiling",
+    "bayes_ceiling": "the gold score vs one noisy labeler: the ceiling of val_accuracy, not of gold_accuracy"}
 RESUME_KEYS = ("sft", "init", "objective", "data", "n_prompts", "n_val", "k_min", "k_max", "epochs", "batch_size", "lr",
                "seed", "control")
 
@@ -213,7 +216,8 @@ def main(argv=None):
     metrics = {"args": vars(args), "n_comparisons": n_comps, "mean_k": all_mean(np.mean([len(c["ranking"]) for c in comps]), world_size),
                "n_pairs": sum(len(c["ranking"]) * (len(c["ranking"]) - 1) // 2 for c in comps)}
     say(f"[rm] {n_comps} ranked prompts ({metrics['n_pairs']} pairs, mean K {metrics['mean_k']:.2f}), "
-        f"{int(all_sum(len(val), world_size))} held out; sampled in {time.time() - t0:.0f}s", flush=True)
+        f"{int(all_sum(len(val), world_size))} held out" + ("" if args.data or state else
+                                                           f"; sampled in {time.time() - t0:.0f}s"), flush=True)
 
     # --- the preference model: the trunk with a scalar head at the last token (ranked, binary), or the LM
     if args.objective != "imitation" and not rm.config.scalar_head:
@@ -231,7 +235,7 @@ def main(argv=None):
     prog = Progress(total, "rm", quiet=rank > 0, unit="seq")  # sequences scored, not tokens
     data_state = dict(comps=all_comps, val=all_val, demos=demos, gold=gold)
     run = dict(args=args, rank=rank, world=world_size, resume_keys=RESUME_KEYS, global_step=step)
-    signal.signal(signal.SIGINT, on_sigint)
+    catch_signals()
     try:
         for epoch in range(step // steps_per_epoch, args.epochs):
             order = np.random.default_rng([args.seed, 0, epoch]).permutation(len(comps))  # the same on every rank
@@ -252,8 +256,7 @@ def main(argv=None):
                 end_of_step(run, lambda: dict(step=step, model=rm.state_dict(), opt=opt.state_dict(), data=data_state,
                                               losses=metrics["losses"]))
     except Stop as e:
-        say(f"[stop] {e}", flush=True)
-        return
+        return stopped(e, say)
     rm.eval()
     scores = comparison_scores(rm, enc, val, device)  # held out, once; the shift below changes no order
     if args.objective == "binary":  # the classifier's own task: the labeler's held-out yes/no (before the shift)
@@ -291,12 +294,12 @@ def main(argv=None):
     if rank > 0:
         return
     save_checkpoint(os.path.join(args.out, "model.pt"), rm, enc, "reward" if rm.config.scalar_head else "policy",
-                    objective=args.objective)
+                    data=trained_on(args), objective=args.objective)
     path = write_metrics(args.out, metrics)
-    for k in ("val_accuracy", "gold_accuracy", "gold_accuracy_sum_logprob", "binary_val_accuracy", "labeler_agreement",
-              "expected_labeler_agreement", "bayes_ceiling", "demo_mean_reward", "wall_seconds"):
-        if k in metrics:
-            print(f"  {k:28s} {metrics[k]:.3f}")
+    print_metrics(metrics, ("val_accuracy", "gold_accuracy", "gold_accuracy_sum_logprob", "binary_val_accuracy",
+                            "labeler_agreement", "expected_labeler_agreement", "bayes_ceiling", "demo_mean_reward",
+                            "wall_seconds"), {**AGAINST, "val_accuracy": "vs the held-out rankings of " +
+                                              (args.data if args.data else "one noisy labeler")}, width=28)
     print(f"wrote {args.out}/model.pt, {path}")
 
 

@@ -18,7 +18,6 @@ Writes base.pt, model.pt (the SFT policy) and metrics.json to --out. Departs fro
 """
 import argparse
 import os
-import signal
 import time
 
 import numpy as np
@@ -29,8 +28,8 @@ from nanorlhf import world
 from nanorlhf.batching import encode_example, heldout_stream, pretrain_batch, pretrain_loss, response_nll
 from nanorlhf.checkpoint import load_checkpoint, load_state, save_checkpoint
 from nanorlhf.distributed import all_mean, all_sum, ddp_setup, ddp_wrap
-from nanorlhf.run import (Progress, Stop, autocast, check_finite, check_resume, end_of_step, lr_at, on_sigint,
-                          parse_run_args, seed_everything, write_metrics)
+from nanorlhf.run import (Progress, Stop, autocast, catch_signals, check_finite, check_resume, end_of_step, lr_at,
+                          parse_run_args, seed_everything, stopped, trained_on, write_metrics)
 from nanorlhf.errors import UserError, exit_on_user_error
 from nanorlhf.evaluate import evaluate_model, gold_report, has_gold, win_rate
 from nanorlhf.losses import lm_loss
@@ -225,7 +224,7 @@ def main(argv=None):
                losses=state["losses"] if state else {"pretrain": [], "sft": []},
                metrics=state["metrics"] if state else {"args": vars(args)})
     metrics = run["metrics"]
-    signal.signal(signal.SIGINT, on_sigint)
+    catch_signals()
     try:
         if args.init:  # step 0 done elsewhere: ours or a local GPT-2
             model, enc, _ = load_checkpoint(args.init, kind="policy", tokenizer=args.tokenizer)
@@ -241,7 +240,8 @@ def main(argv=None):
                 print(f"[pretrain] new model: {model.num_params():,} parameters, vocabulary {enc.n_vocab}", flush=True)
             metrics["base_pretrain_loss"] = pretrain(run, model, enc, data["pretrain"], state)
             if rank == 0:
-                save_checkpoint(os.path.join(args.out, "base.pt"), model, enc, "policy")
+                save_checkpoint(os.path.join(args.out, "base.pt"), model, enc, "policy",
+                                data=trained_on(args))
             state = None  # pretraining's state is used up
         model.to(device)
         metrics["n_params"] = model.num_params()
@@ -253,12 +253,11 @@ def main(argv=None):
                 m.p = args.dropout
         metrics["history"], metrics["selected_epoch"] = sft(run, model, enc, data, state)
     except Stop as e:
-        print(f"[stop] {e}", flush=True)
-        return
+        return stopped(e, print)
     metrics["losses"] = run["losses"]
     if rank > 0:
         return  # rank 0 evaluates and writes
-    save_checkpoint(os.path.join(args.out, "model.pt"), model, enc, "policy")  # dropout 0 in its config
+    save_checkpoint(os.path.join(args.out, "model.pt"), model, enc, "policy", data=trained_on(args))  # dropout 0
 
     if data["gold"]:  # base vs SFT on held-out test prompts, judged by the gold labeler
         print(f"[eval] base and SFT on {len(data['test'])} test prompts", flush=True)

@@ -7,7 +7,7 @@ import torch
 
 from nanorlhf.errors import UserError
 from nanorlhf.model import GPT, GPTConfig, from_pretrained_gpt2
-from nanorlhf.tokenizer import TokenizerError, fingerprint, get_tokenizer
+from nanorlhf.tokenizer import PROMPT, RESPONSE, TokenizerError, fingerprint, get_tokenizer
 
 
 def save_checkpoint(path, model, enc, kind, **extra):
@@ -33,23 +33,28 @@ def load_state(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+MADE_BY = {"reward": "train_rm.py", "policy": "train_sft.py (or train_ppo.py / train_dpo.py for a tuned policy)",
+           None: "train_sft.py (a policy) or train_rm.py (a reward model)"}  # kind -> the script that writes one
+
+
 def load_checkpoint(path, kind=None, tokenizer=None):
     """Load our checkpoint (policy or reward) or, for a directory with config.json, a Hugging Face
     GPT-2 with the folder's own tokenizer (or `tokenizer`, or tiktoken's 'gpt2' if it has none), its
-    embedding grown for our separators. `kind` checks that a policy was not given where a reward
+    embedding cut or grown to that tokenizer (from_pretrained_gpt2; our own checkpoints are cut too,
+    so no id the tokenizer cannot decode is ever sampled). `kind` checks that a policy was not given where a reward
     model is expected, or the other way round. Returns (model, tokenizer, checkpoint dict); the
     tokenizer is checked against the one the model was trained with."""
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json")):
         own = any(os.path.isfile(os.path.join(path, f)) for f in ("vocab.json", "tokenizer.json"))
         enc = get_tokenizer(tokenizer or (path if own else "gpt2"))
-        model = from_pretrained_gpt2(path, vocab_size=enc.n_vocab)
+        model = from_pretrained_gpt2(path, vocab_size=enc.n_vocab, fresh_ids=added_ids(enc))
         ckpt = {"kind": "policy", "tokenizer": enc.name}
     else:
         if os.path.isdir(path):
             path = os.path.join(path, "model.pt")
         if not os.path.isfile(path):
-            raise UserError(f"{path}: checkpoint not found (train it first, or give the path of a model.pt or "
-                            "of a Hugging Face GPT-2 folder)")
+            raise UserError(f"{path}: checkpoint not found; make it with {MADE_BY.get(kind, MADE_BY[None])}, or give "
+                            "the path of a model.pt or of a Hugging Face GPT-2 folder")
         try:  # weights_only: tensors and plain containers only, never arbitrary code
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
@@ -67,10 +72,28 @@ def load_checkpoint(path, kind=None, tokenizer=None):
     if ckpt.get("tokenizer_fingerprint", fingerprint(enc)) != fingerprint(enc):
         raise UserError(f"{path}: was trained with another version of the {ckpt['tokenizer']!r} tokenizer "
                         "(its ranks changed since); retrain from the base model or restore the old ranks file")
+    if model.config.vocab_size > enc.n_vocab:  # rows no token owns (a padded embedding): never sampled
+        model = cut_vocab(model, enc.n_vocab)
     if model.config.vocab_size < enc.n_vocab:
         raise UserError(f"{path}: vocabulary {model.config.vocab_size} is smaller than tokenizer "
                         f"{ckpt['tokenizer']!r}'s {enc.n_vocab}")
     return model, enc, ckpt
+
+
+def cut_vocab(model, n):
+    """The model with its embedding (and tied head) cut to the first n rows."""
+    sd = {k: v[:n] if k in ("transformer.wte.weight", "lm_head.weight") else v for k, v in model.state_dict().items()}
+    small = GPT(GPTConfig(**{**asdict(model.config), "vocab_size": n}))
+    small.load_state_dict(sd)
+    return small
+
+
+def added_ids(enc):
+    """The ids of our separators that the tokenizer's own vocabulary lacked: tokenizer._with_specials
+    appends them after every id it owns (GPT-2: 50257, 50258)."""
+    seps = [enc.encode_single_token(t) for t in (PROMPT, RESPONSE)]
+    own = max([*enc._mergeable_ranks.values(), *(i for i in enc._special_tokens.values() if i not in seps)])
+    return [i for i in seps if i > own]
 
 
 def to_scalar_head(policy):

@@ -15,6 +15,19 @@ for the embedded world with `python -m nanorlhf.world --out DIR`, or bring your 
 `ranking` lists indices into `responses`, best first: a permutation of range(K), K >= 2.
 Prompts and responses are plain text; the scripts add <|prompt|> / <|response|> / <|endoftext|>.
 
+One prompt text per conversation, whatever the format (render_prompt): every reader turns its
+prompt into turns [(role, text)], roles system / user / assistant, and renders them ONE way:
+
+    one user turn          its text, stripped:   "Which country is Lisbon in?"
+    any other conversation "Role: text" turns (System / User / Assistant), each text stripped,
+                           joined by a blank line: "User: Hi\\n\\nAssistant: Hello!\\n\\nUser: Any cats?"
+
+A prompt string (the "prompt" field of any format, *_prompts.jsonl) is one user turn, unless it is
+Anthropic HH dialogue text ("\\n\\nHuman: ...\\n\\nAssistant: ..." , starting with "Human:" after
+whitespace): then its Human / Assistant turns are the user / assistant turns, and the closing
+empty "Assistant:" cue is dropped. So an RL prompt, a one-turn chat demonstration and an HH pair
+about the same question all give the reward model and the policy the same text.
+
 The formats people already have are read too, and turned into the records above, so the scripts
 never see the difference. The format is detected per file, from its first record (the first
 format whose fields it has, in the order below); every other line must then fit that format.
@@ -25,10 +38,7 @@ Other fields are ignored.
       {"prompt", "completion"}    trl's prompt-completion format (strings)
       {"messages": [{"role", "content"}, ...]}   chat: roles system / user / assistant. The last
                                   message must be the assistant's: it is the response. The turns
-                                  before it are the prompt: a single user turn is its text as is;
-                                  longer histories are rendered as "System: ...\\n\\nUser: ...\\n\\n
-                                  Assistant: ...\\n\\nUser: ..." (role, colon, text; turns joined
-                                  by a blank line).
+                                  before it are the prompt (render_prompt).
     comparisons.jsonl
       {"prompt", "responses", "ranking"}   ours; may add "acceptable": [bool per response], the
                                   labeler's yes/no that train_rm.py --objective binary learns
@@ -38,9 +48,9 @@ Other fields are ignored.
                                   says nothing about which is better).
       {"prompt", "chosen", "rejected"}     trl's preference format, K = 2
       {"chosen", "rejected"}      Anthropic HH: two whole dialogues "\\n\\nHuman: ...\\n\\nAssistant: ...".
-                                  The prompt is their shared text up to and including the last
-                                  "\\n\\nAssistant:" before they differ; the rest of each is its
-                                  response (all three stripped of surrounding whitespace).
+                                  The prompt is their shared turns up to the last "\\n\\nAssistant:"
+                                  before they differ (render_prompt); the rest of each is its
+                                  response (stripped of surrounding whitespace).
     A comparison left with fewer than two distinct responses (chosen == rejected, all scores tied)
     carries no preference: it is skipped, and the count is printed.
 
@@ -53,6 +63,7 @@ formats accepted.
 import json
 import math
 import os
+import re
 
 from nanorlhf.errors import UserError
 
@@ -60,6 +71,7 @@ FILES = {"pretrain": "pretrain.jsonl", "demos": "demos.jsonl", "comparisons": "c
 SPLITS = ["sft", "rm", "rl", "val", "test", "heldout"]
 ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}  # chat role -> its name in a rendered prompt
 HH_ASSISTANT = "\n\nAssistant:"
+HH_ROLES = {"Human": "user", "Assistant": "assistant"}  # Anthropic HH's speakers -> chat roles
 
 
 class DataError(UserError):
@@ -93,8 +105,8 @@ def _str(rec, name):
 
 
 def _prompt(rec, name="prompt"):
-    prompt = _str(rec, name)
-    if not prompt.strip():
+    prompt = render_prompt(text_turns(_str(rec, name)))
+    if not prompt:
         raise DataError(f"empty {name}")
     return prompt
 
@@ -111,6 +123,29 @@ def _int_list(rec, name):
     if not all(isinstance(i, int) and not isinstance(i, bool) for i in values):
         raise DataError(f"field {name!r} must be a list of ints")
     return values
+
+
+# -----------------------------------------------------------------------------
+# The canonical prompt: one rendering of a conversation, used by every reader (module docstring)
+
+def render_prompt(turns):
+    """[(role, text)] -> the prompt text: one user turn is its text; any other conversation is
+    "Role: text" turns joined by a blank line. Texts are stripped."""
+    turns = [(role, text.strip()) for role, text in turns]
+    if len(turns) == 1 and turns[0][0] == "user":
+        return turns[0][1]
+    return "\n\n".join(f"{ROLES[role]}: {text}" for role, text in turns)
+
+
+def text_turns(text):
+    """A prompt string -> turns: Anthropic HH text ("Human: a\\n\\nAssistant: b\\n\\nHuman: c\\n\\n
+    Assistant:") is split into its turns, the closing empty assistant cue dropped; any other
+    string is one user turn."""
+    if not text.lstrip().startswith("Human:"):
+        return [("user", text)]
+    parts = re.split(r"(?:^|\n\n)(Human|Assistant):", text.lstrip())  # ['', 'Human', ' a', 'Assistant', ' b', ...]
+    turns = [(HH_ROLES[who], said) for who, said in zip(parts[1::2], parts[2::2])]
+    return turns[:-1] if len(turns) > 1 and turns[-1][0] == "assistant" and not turns[-1][1].strip() else turns
 
 
 def _short(x, n=60):
@@ -139,12 +174,8 @@ def _chat_demo(rec):
         _text(m["content"], f"messages[{i}].content")
     if len(messages) < 2 or messages[-1]["role"] != "assistant":
         raise DataError("'messages' must end with an assistant turn (the response) after at least one other turn")
-    history = messages[:-1]
-    if len(history) == 1 and history[0]["role"] == "user":
-        prompt = history[0]["content"]
-    else:
-        prompt = "\n\n".join(f"{ROLES[m['role']]}: {m['content']}" for m in history)
-    if not prompt.strip():
+    prompt = render_prompt([(m["role"], m["content"]) for m in messages[:-1]])
+    if not prompt:
         raise DataError("empty prompt (the turns before the last assistant turn)")
     return {"prompt": prompt, "response": messages[-1]["content"]}
 
@@ -192,7 +223,7 @@ def _hh_comparison(rec):
     if cut < 0:
         raise DataError("'chosen' and 'rejected' share no '\\n\\nAssistant:' turn: not an Anthropic HH dialogue pair")
     cut += len(HH_ASSISTANT)
-    prompt, responses = chosen[:cut].strip(), [chosen[cut:].strip(), rejected[cut:].strip()]
+    prompt, responses = render_prompt(text_turns(chosen[:cut])), [chosen[cut:].strip(), rejected[cut:].strip()]
     if responses[0] == responses[1]:
         return None
     return {"prompt": prompt, "responses": responses, "ranking": [0, 1]}

@@ -4,7 +4,8 @@ world's gold labeler (Gao et al. 2022: a fixed "gold" reward stands in for human
 confidence intervals; and `evaluate_run`, the suite of models and baselines that the report shows.
 
     python -m nanorlhf.evaluate out/sft/base.pt out/sft/model.pt out/ppo/model.pt --n 5
-prints responses of several models side by side for random held-out prompts, with gold scores.
+prints responses of several models side by side for random held-out prompts of the data they were
+trained on, with gold scores where the world's labeler can judge the prompts.
 """
 import argparse
 import itertools
@@ -16,11 +17,13 @@ import statistics
 
 import torch
 
+from nanorlhf import data as jdata
 from nanorlhf import world
 from nanorlhf.batching import encode_example, encode_prompt, pad_right, pretrain_loss, response_batch
 from nanorlhf.checkpoint import load_checkpoint
 from nanorlhf.losses import imitation_score
 from nanorlhf.distributed import get_device
+from nanorlhf.errors import UserError, exit_on_user_error
 from nanorlhf.run import autocast
 from nanorlhf.model import generate
 
@@ -47,12 +50,13 @@ def sample(model, enc, prompts, temperature=1.0, max_new_tokens=48, batch_size=1
 
 
 def wilson(k, n, z=1.96):
-    """95% Wilson score interval of a rate k/n: sane at rates near 0 or 1 and at small n."""
+    """95% Wilson score interval of a rate k/n: within [0, 1], sane at rates near 0 or 1 and at
+    small n. k may be fractional (a win rate's ties count half)."""
     if n == 0:
         return [float("nan"), float("nan")]
     p = k / n
     mid, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [0.0 if k == 0 else mid - half, 1.0 if k == n else mid + half]  # exact ends despite float rounding
+    return [0.0 if k == 0 else max(0.0, mid - half), 1.0 if k == n else min(1.0, mid + half)]  # exact despite rounding
 
 
 def mean_ci(xs):
@@ -102,15 +106,18 @@ def gold_report(prompts, responses):
 
 
 def win_rate(prompts, resp_a, resp_b):
-    """Win rate of A over B by the gold labeler, ties counted half, with a 95% normal interval
-    over prompts, the tie rate, and the same per family."""
+    """Win rate of A over B by the gold labeler, ties counted half, the tie rate, and the same per
+    family. The 95% interval is Wilson's with a tie counted as half a win: k = wins + ties / 2 of
+    n prompts. It stays in [0, 1] (a normal interval over the 0 / 0.5 / 1 outcomes did not near the
+    ends), and is conservative: an outcome in {0, 0.5, 1} of mean p has variance <= p (1 - p)."""
     outcomes, fams = [], []
     for p, a, b in zip(prompts, resp_a, resp_b):
         sa, sb = world.score(p, a), world.score(p, b)
         outcomes.append(0.5 if abs(sa["total"] - sb["total"]) < 1e-9 else float(sa["total"] > sb["total"]))
         fams.append(sa["family"])
-    w, ci = mean_ci(outcomes)
-    out = {"win_rate": w, "win_rate_ci95": ci, "tie_rate": outcomes.count(0.5) / len(outcomes)}
+    w = _mean(outcomes)
+    out = {"win_rate": w, "win_rate_ci95": wilson(sum(outcomes), len(outcomes)),
+           "tie_rate": outcomes.count(0.5) / len(outcomes)}
     for fam in sorted(set(fams)):
         o = [x for x, f in zip(outcomes, fams) if f == fam]
         out[f"win_{fam}"], out[f"tie_{fam}"] = _mean(o), o.count(0.5) / len(o)
@@ -152,6 +159,19 @@ def evaluate_policy(policy, sft, enc, test, seed, device, held_stream=None, name
                    truncated_rate=ev["truncated_rate"], n_eval_prompts=len(test),
                    sampled_kl=sampled_kl(policy, sft, enc, test, ev["responses"], ev["stopped"], device))
     return metrics
+
+
+POLICY_KEYS = ("win_rate_vs_sft", "tie_rate_vs_sft", "greedy_win_rate_vs_sft", "gold_score", "sft_gold_score",
+               "greedy_gold_score", "sft_greedy_gold_score", "rm_score", "kl", "sampled_kl", "pretrain_loss",
+               "sft_pretrain_loss", "toxic_rate", "hallucination_rate", "constraint_rate", "refusal_rate_known",
+               "wall_seconds")  # what train_ppo.py prints of its metrics
+POLICY_NOTES = {"kl": "nats/seq: the training rollouts' summed log(pi/pi_SFT), last 10% of iterations",
+                "sampled_kl": "nats/seq on test prompts: a sample estimate, can fall below 0 when pi is close to SFT"}
+
+
+def mean_gold(prompts, responses):
+    """The mean gold score (only where the world's labeler can judge the prompts: has_gold)."""
+    return float(_mean([world.score(p, r)["total"] for p, r in zip(prompts, responses)]))
 
 
 @torch.no_grad()
@@ -320,30 +340,65 @@ def _mean(xs):
     return sum(xs) / len(xs) if xs else float("nan")
 
 
-def main():
+def trained_on(path, ckpt):
+    """The --data folder a checkpoint was trained on: recorded in it, else in the metrics.json beside
+    it (older checkpoints); None for the embedded world."""
+    if ckpt.get("data") is not None or not os.path.isfile(path):
+        return ckpt.get("data")
+    metrics = os.path.join(os.path.dirname(path), "metrics.json")
+    return json.load(open(metrics)).get("args", {}).get("data") if os.path.isfile(metrics) else None
+
+
+def default_prompts(data, n, seed):
+    """n random held-out prompts of the data a run was trained on: the world's test prompts, or a
+    --data folder's test, val or RL prompts (the first split it has)."""
+    if data is None:
+        return random.Random(seed).sample(world.make_world()["test_prompts"], n)
+    if not os.path.isdir(data):
+        raise UserError(f"the checkpoints were trained on --data {data}, which is not there now: pass --prompt TEXT")
+    for split in ("test", "val", "rl"):
+        prompts = [r["prompt"] for r in jdata.load_dataset(data, "prompts", split, optional=True)]
+        if prompts:
+            return random.Random(seed).sample(prompts, min(n, len(prompts)))
+    raise UserError(f"--data {data} has no test_prompts.jsonl, val_prompts.jsonl or rl_prompts.jsonl: pass --prompt TEXT")
+
+
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoints", nargs="+", help="policy checkpoints (files or folders with model.pt)")
-    ap.add_argument("--prompt", action="append", help="a prompt to answer (repeatable); default: random test prompts")
+    ap.add_argument("--prompt", action="append", help="a prompt to answer (repeatable); default: random held-out "
+                    "prompts of the data the checkpoints were trained on (the world's, or their --data folder's)")
     ap.add_argument("--n", type=int, default=5, help="number of random held-out prompts")
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0 = greedy)")
     ap.add_argument("--seed", type=int, default=0, help="prompt choice and sampling seed")
-    args = ap.parse_args()
-    prompts = args.prompt or random.Random(args.seed).sample(world.make_world()["test_prompts"], args.n)
+    ap.add_argument("--debug", action="store_true", help="show the traceback of a user error")
+
+    def error(message):  # one line, exit 2, like every other user error
+        raise UserError(message)
+    ap.error = error
+    args = ap.parse_args(argv)
+    if args.n < 1 or args.temperature < 0:
+        ap.error(f"--n must be positive and --temperature >= 0, got {args.n}, {args.temperature}")
+    models = {path: load_checkpoint(path, kind="policy") for path in args.checkpoints}
+    data = next((d for d in (trained_on(p, c) for p, (_, _, c) in models.items()) if d is not None), None)
+    prompts = [jdata.render_prompt(jdata.text_turns(p)) for p in args.prompt] if args.prompt else \
+        default_prompts(data, args.n, args.seed)
+    gold = has_gold(prompts)  # only prompts of the embedded world have a gold labeler
     device = get_device()
     answers = {}
-    for path in args.checkpoints:
-        model, enc, _ = load_checkpoint(path, kind="policy")
+    for path, (model, enc, _) in models.items():
+        for p in prompts:
+            n = len(encode_prompt(enc, p))
+            if n >= model.config.block_size - 1:
+                raise UserError(f"prompt {p[:40]!r}... is {n} tokens: it leaves no room to answer in {path}'s "
+                                f"context of {model.config.block_size} tokens; shorten it")
         answers[path], _ = sample(model.to(device), enc, prompts, args.temperature, seed=args.seed)
     for i, p in enumerate(prompts):
         print(f"\n=== {p}")
         for path in args.checkpoints:
             r = answers[path][i]
-            try:
-                g = f"{world.score(p, r)['total']:+.2f}"
-            except ValueError:
-                g = "  n/a"  # not a prompt of the embedded world: no gold labeler
-            print(f"  [{g}] {path}: {r}")
+            print(f"  [{world.score(p, r)['total']:+.2f}] {path}: {r}" if gold else f"  {path}: {r}")
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main)

@@ -304,17 +304,21 @@ def _read_safetensors(path):
     return out
 
 
-def from_pretrained_gpt2(folder, vocab_size=None):
+def from_pretrained_gpt2(folder, vocab_size=None, fresh_ids=()):
     """Load GPT-2 weights from a local Hugging Face checkpoint folder. Never downloads.
-    `vocab_size` larger than the checkpoint's grows the embedding (our tokenizer adds <|prompt|> and
-    <|response|> after GPT-2's 50257 ids): the new rows start as the mean embedding, so the new
-    tokens begin as an average input and an average (never a dominant) output."""
+    `vocab_size` is the tokenizer's size; the embedding (and the tied head) is cut or grown to it:
+    - cut: nanoGPT pads GPT-2's 50257 rows to 50304 (a multiple of 64), and many exported configs
+      round vocab_size up. No token owns those rows, so they leave the softmax: a sampled padding id
+      could not be decoded (tiktoken's KeyError in the middle of a PPO rollout).
+    - grown / `fresh_ids`: our tokenizer adds <|prompt|> and <|response|> after the folder's own ids
+      (GPT-2: 50257, 50258). Their rows start as the mean of the owned rows, so the new tokens begin
+      as an average input and an average (never a dominant) output, also where a padding row stood."""
     cfg_path = os.path.join(folder, "config.json")
     if not os.path.isfile(cfg_path):
         raise FileNotFoundError(f"{folder}: no config.json (expected a Hugging Face GPT-2 folder)")
     with open(cfg_path) as f:
         hf = json.load(f)
-    cfg = GPTConfig(block_size=hf.get("n_positions", hf.get("n_ctx", 1024)), vocab_size=max(hf["vocab_size"], vocab_size or 0),
+    cfg = GPTConfig(block_size=hf.get("n_positions", hf.get("n_ctx", 1024)), vocab_size=vocab_size or hf["vocab_size"],
                     n_layer=hf["n_layer"], n_head=hf["n_head"], n_embd=hf["n_embd"], bias=True)
     st, pt = os.path.join(folder, "model.safetensors"), os.path.join(folder, "pytorch_model.bin")
     if os.path.isfile(st):
@@ -338,9 +342,14 @@ def from_pretrained_gpt2(folder, vocab_size=None):
     missing = set(ours) - set(loaded) - {"lm_head.weight"}
     if missing:
         raise WeightsError(f"{folder}: checkpoint lacks {sorted(missing)[:5]}")
-    wte = loaded["transformer.wte.weight"]
-    if cfg.vocab_size > wte.size(0) == hf["vocab_size"]:  # new ids: the mean embedding (see docstring)
-        loaded["transformer.wte.weight"] = torch.cat([wte, wte.mean(0, keepdim=True).expand(cfg.vocab_size - wte.size(0), -1)])
+    wte = loaded["transformer.wte.weight"]  # (V_file, C)
+    if wte.size(0) != hf["vocab_size"]:
+        raise WeightsError(f"{folder}: wte has {wte.size(0)} rows, config.json says vocab_size {hf['vocab_size']}")
+    n_own = min([wte.size(0), cfg.vocab_size, *fresh_ids])  # rows a token of the folder's own owns
+    mean = wte[:n_own].mean(0, keepdim=True)  # (1, C)
+    wte = torch.cat([wte[:cfg.vocab_size], mean.expand(max(0, cfg.vocab_size - wte.size(0)), -1)])  # (V, C): cut or grown
+    wte[list(fresh_ids)] = mean  # new ids: the mean embedding (see docstring)
+    loaded["transformer.wte.weight"] = wte
     loaded["lm_head.weight"] = loaded["transformer.wte.weight"]  # tied, as in GPT-2
     for key, t in loaded.items():
         if t.shape != ours[key].shape:

@@ -13,7 +13,10 @@ Rows: base and SFT at T=1 and greedy, SFT at its best temperature (chosen on val
 best-of-n from SFT judged by the RM (KL = log n - (n-1)/n), plain PPO and PPO-ptx at T=1 and greedy,
 and the demonstrations' own gold score. Win rates are against SFT at the same decoding (T=1 rows
 and best-of-n against SFT at T=1), ties counted half, with 95% CIs and tie rates; rates carry
-Wilson 95% CIs. Several runs (seeds) print as mean +- standard deviation over runs.
+Wilson 95% CIs (a win rate's with ties counted as half a win). Several runs (seeds) print as
+mean +- standard deviation over runs. A run trained on --data (sft/metrics.json records it) has no
+gold labeler: its report is the scripts' own metrics, the RM's accuracy on its held-out rankings,
+and the KL / RM-score curve, without gold columns.
 """
 import argparse
 import json
@@ -124,13 +127,15 @@ def rm_table(runs):
     ms = [r["metrics"]["rm"] for r in runs if r["metrics"].get("rm")]
     if not ms:
         return ""
-    keys = [("val_accuracy", "RM accuracy vs one noisy labeler (held out)"),
+    data = ms[0]["args"].get("data")
+    keys = [("val_accuracy", f"RM accuracy vs the held-out rankings of --data {data}" if data else
+             "RM accuracy vs one noisy labeler (held out)"),
             ("labeler_agreement", "two noisy labelers agree (measured)"),
             ("expected_labeler_agreement", "two noisy labelers agree (exact expectation; TAU calibrated to 0.73)"),
             ("bayes_ceiling", "Bayes ceiling: the gold score vs one noisy labeler"),
             ("gold_accuracy", "RM accuracy vs the gold order")]
     lines = ["| reward model | value |", "|---|---|"]
-    lines += [f"| {label} | {cell([m.get(k) for m in ms])} |" for k, label in keys]
+    lines += [f"| {label} | {cell([m.get(k) for m in ms])} |" for k, label in keys if any(k in m for m in ms)]
     return "\n".join(lines)
 
 
@@ -147,13 +152,35 @@ def curve_table(folder, points=12):
     with open(os.path.join(folder, "curve.json")) as f:
         curve = json.load(f)
     n = max(1, len(curve) // points)
-    lines = [f"{folder}: score against KL over training (each row averages {n} iterations)",
-             "| episodes | KL (nats/seq) | RM score | gold score |", "|---|---|---|---|"]
+    keys = ["kl", "rm_score"] + (["gold_score"] if all("gold_score" in c for c in curve) else [])  # no gold: no column
+    lines = [f"{folder}: score against KL over training (each row averages {n} iterations; KL is the rollouts' "
+             "summed log(pi/pi_SFT), a sample estimate that can dip below 0 near the start)",
+             "| episodes | KL (nats/seq) | RM score |" + (" gold score |" if len(keys) == 3 else ""),
+             "|---" * (len(keys) + 1) + "|"]
     for i in range(0, len(curve), n):
         c = curve[i:i + n]
-        avg = lambda k: sum(x[k] for x in c) / len(c)
-        lines.append(f"| {c[-1]['episodes']} | {avg('kl'):.3f} | {avg('rm_score'):.3f} | {avg('gold_score'):.3f} |")
+        lines.append(f"| {c[-1]['episodes']} | " + " | ".join(f"{sum(x[k] for x in c) / len(c):.3f}" for k in keys) + " |")
     return "\n".join(lines)
+
+
+OWN_KEYS = {"sft": ["base_pretrain_loss", "sft_gold_score", "sft_win_rate_vs_base"],
+            "ppo_noptx": ["rm_score", "kl", "sampled_kl", "pretrain_loss", "gold_score", "win_rate_vs_sft"],
+            "ppo": ["rm_score", "kl", "sampled_kl", "pretrain_loss", "sft_pretrain_loss", "gold_score", "win_rate_vs_sft"]}
+
+
+def own_report(root, data):
+    """A run trained on --data: the embedded world does not judge it, so no gold tables and no
+    demonstrations row; the scripts' own metrics (gold ones only where they could compute them)."""
+    ms = {s: load(os.path.join(root, s)) for s in RUNS}
+    lines = [f"{root} was trained on --data {data}, which the embedded world's labeler does not judge: "
+             "the scripts' own metrics only", "", "| stage | metric | value |", "|---|---|---|"]
+    for stage, keys in OWN_KEYS.items():
+        m = ms.get(stage) or {}
+        if stage == "sft" and m.get("history"):
+            val = m["history"][m["selected_epoch"] - 1]["val_loss"]
+            lines.append(f"| sft | validation loss (epoch {m['selected_epoch']}, selected) | {val:.3f} |")
+        lines += [f"| {stage} | {k} | {cell([m[k]])} |" for k in keys if k in m]
+    return "\n\n".join(p for p in ["\n".join(lines), rm_table([{"metrics": ms}])] if p)
 
 
 def report(runs):
@@ -173,6 +200,11 @@ def main(argv=None):
     ap.add_argument("--curves", nargs="*", help="PPO folders whose KL curve to print (default: ROOT/ppo_noptx, ROOT/ppo)")
     ap.add_argument("--png", metavar="DIR", help="also draw overoptimization.png, ppo_curves.png, losses.png into DIR from "
                     "ROOT (every ROOT/ppo* folder); needs matplotlib: pip install -e '.[plot]'")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of a user error")
+
+    def error(message):  # one line, exit 2, like every other user error
+        raise UserError(message)
+    ap.error = error
     args = ap.parse_args(argv)
     args.curves = [f"{args.root}/ppo_noptx", f"{args.root}/ppo"] if args.curves is None else args.curves
     if args.run:
@@ -185,7 +217,8 @@ def main(argv=None):
     if load(os.path.join(args.root, "sft")) is None:
         raise UserError(f"--root {args.root}: no sft/metrics.json there; run the scripts first, "
                         "or python -m nanorlhf.report --run")
-    print(report([evaluated(args.root, args.refresh)]))
+    data = load(os.path.join(args.root, "sft"))["args"].get("data")
+    print(own_report(args.root, data) if data else report([evaluated(args.root, args.refresh)]))
     for folder in args.curves:
         if os.path.exists(os.path.join(folder, "curve.json")):
             print("\n" + curve_table(folder))

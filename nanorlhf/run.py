@@ -5,6 +5,7 @@ import json
 import math
 import os
 import random
+import signal
 import time
 from contextlib import nullcontext
 
@@ -49,22 +50,37 @@ def check_finite(loss, stage, step, grad_norm=None):
 
 
 # -----------------------------------------------------------------------------
-# Resumable runs: a state file every --save-every steps, and on Ctrl-C (the first one finishes the
-# current step, saves, and exits; a second one kills). Batches are functions of (seed, step), so a
-# resumed run sees exactly the data an uninterrupted one would.
+# Resumable runs: a state file every --save-every steps, and on Ctrl-C or SIGTERM (the first one
+# finishes the current step, saves, and exits with 128 + the signal's number, 130 for Ctrl-C, as
+# shells do, so `train_sft.py && train_rm.py` stops; a second one kills). Batches are functions of
+# (seed, step), so a resumed run sees exactly the data an uninterrupted one would.
 
-STOP = {"requested": False}
+STOP = {"requested": False, "signal": None}
 
 
 def on_sigint(signum, frame):
     if STOP["requested"]:
         raise KeyboardInterrupt
-    STOP["requested"] = True
+    STOP["requested"], STOP["signal"] = True, signum
     print("\n[interrupt] finishing this step, then saving a resumable state (Ctrl-C again to kill)", flush=True)
+
+
+def catch_signals():
+    """Ctrl-C (SIGINT) and SIGTERM (a scheduler's stop) end the run at the next step boundary."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_sigint)
 
 
 class Stop(Exception):
     """Raised between steps to save a state and exit cleanly (Ctrl-C or --stop-at-step)."""
+
+
+def stopped(e, log=print):
+    """The end of a run stopped between steps (the state is saved): say so; after a signal, exit
+    with 128 + its number (130 for Ctrl-C), so a shell chain does not go on to the next stage."""
+    log(f"[stop] {e}")
+    if STOP["signal"] is not None:
+        raise SystemExit(128 + STOP["signal"])
 
 
 def end_of_step(run, make_state):
@@ -99,9 +115,11 @@ def parse_run_args(ap, argv, unit, save_every, quick, positive):
         raise UserError(message)
     ap.error = error
     args = ap.parse_args(argv)
-    if args.quick:
-        ap.set_defaults(**quick)
+    if args.quick:  # its own folders, so a smoke test never overwrites a real run (out/sft -> out/quick/sft)
+        ap.set_defaults(**{a.dest: "out/quick/" + a.default[4:] for a in ap._actions
+                           if isinstance(a.default, str) and a.default.startswith("out/")}, **quick)
         args = ap.parse_args(argv)
+        print(f"[quick] a smoke test at toy size, writing to {args.out}: its numbers mean nothing", flush=True)
     for name in positive + ("save_every",):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -144,10 +162,41 @@ class Progress:
         self.log(f"step {i + 1}/{self.total} {s} | {self.tokens / el:,.0f} {self.unit}/s | {el:.0f}s elapsed, ETA {eta:.0f}s")
 
 
-def write_metrics(out_dir, metrics):
-    os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, "metrics.json")
+def trained_on(args):
+    """The --data folder, absolute (checkpoints and metrics record it: evaluate and report follow
+    the data a run was trained on), or None for the embedded world."""
+    return os.path.abspath(args.data) if args.data else None
+
+
+def print_metrics(metrics, keys, against=None, width=24):
+    """One line per key present: its value, and for a figure that can surprise, what it is measured
+    against (`against`: key -> note)."""
+    for k in keys:
+        if k in metrics:
+            note = f"  ({against[k]})" if against and k in against else ""
+            print(f"  {k:{width}s} {metrics[k]:.3f}{note}")
+
+
+def finite(x):
+    """x without what does not exist: a non-finite float (a mean over no prompts, a CI of one value)
+    is dropped from a dict and None in a list, so the file is strict JSON (no NaN, which strict
+    parsers and our own data reader refuse)."""
+    bad = lambda v: isinstance(v, float) and not math.isfinite(v)
+    if isinstance(x, dict):
+        return {k: finite(v) for k, v in x.items() if not bad(v)}
+    if isinstance(x, (list, tuple)):
+        return [None if bad(v) else finite(v) for v in x]
+    return x
+
+
+def write_json(path, obj, **kw):
+    """Strict JSON (finite), written atomically."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path + ".tmp", "w") as f:
-        json.dump(metrics, f, indent=2, sort_keys=True)
+        json.dump(finite(obj), f, allow_nan=False, **kw)
     os.replace(path + ".tmp", path)
     return path
+
+
+def write_metrics(out_dir, metrics):
+    return write_json(os.path.join(out_dir, "metrics.json"), metrics, indent=2, sort_keys=True)

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from nanorlhf.checkpoint import save_checkpoint
-from nanorlhf.data import ROLES, DataError, load_dataset, read_jsonl, write_jsonl
+from nanorlhf.data import ROLES, DataError, load_dataset, read_jsonl, render_prompt, write_jsonl
 from nanorlhf.errors import UserError
 from nanorlhf.model import GPT, GPTConfig
 from nanorlhf.tokenizer import get_tokenizer
@@ -131,7 +131,8 @@ FORMATS = [  # (kind, a record in a format people have, the record of ours it be
      {"prompt": "p", "responses": ["a", "b", "d"], "ranking": [1, 2, 0]}),
     # Anthropic HH: the responses share "I" after the last common "Assistant:", which stays in them
     ("comparisons", {"chosen": HH_PROMPT + " I do, they are cute.", "rejected": HH_PROMPT + " I hate them."},
-     {"prompt": HH_PROMPT.strip(), "responses": ["I do, they are cute.", "I hate them."], "ranking": [0, 1]}),
+     {"prompt": "User: Hi\n\nAssistant: Hello!\n\nUser: Do you like cats?", "responses": ["I do, they are cute.",
+                                                                                       "I hate them."], "ranking": [0, 1]}),
 ]
 
 
@@ -305,14 +306,14 @@ def test_fuzz_empty_and_blank_files_say_no_records(tmp_path, kind, bom, lines):
 
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(prompt=st.text(min_size=1).filter(str.strip), response=st.text(),
+@given(prompt=st.text(min_size=1).filter(lambda p: p.strip() and not p.lstrip().startswith("Human:")), response=st.text(),
        fmt=st.sampled_from(["response", "completion", "messages"]))
 def test_fuzz_any_text_reads_back_in_every_demo_format(tmp_path, prompt, response, fmt):
     rec = {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]} \
         if fmt == "messages" else {"prompt": prompt, fmt: response}
     path = tmp_path / "demos.jsonl"
     write_jsonl(path, [rec])
-    assert read_jsonl(path, "demos") == [{"prompt": prompt, "response": response}]
+    assert read_jsonl(path, "demos") == [{"prompt": prompt.strip(), "response": response}]  # render_prompt
 
 
 # -----------------------------------------------------------------------------
@@ -340,3 +341,36 @@ def test_formats_people_have_train_through_the_scripts(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert "comparisons.jsonl: skipped 1 comparisons" in p.stdout
     assert json.load(open(tmp_path / "rm/metrics.json"))["n_comparisons"] == 36  # 40 kept, 4 held out
+
+
+# -----------------------------------------------------------------------------
+# One conversation, one prompt: every format renders its prompt through data.render_prompt
+
+@pytest.mark.parametrize("turns", [
+    [("user", "Which country is Lisbon in?")],
+    [("user", "Hi"), ("assistant", "Hello!"), ("user", "Do you like cats?")],
+])
+def test_one_conversation_gives_one_prompt_in_every_format(tmp_path, turns):
+    """The same conversation as an RL prompt, a demonstration (ours, trl's, chat), a comparison
+    (ours, scored, trl's, Anthropic HH whole dialogues) and an HH-text prompt: one prompt text."""
+    hh = "".join(f"\n\n{'Human' if r == 'user' else 'Assistant'}: {t}" for r, t in turns) + "\n\nAssistant:"
+    text = turns[0][1] if len(turns) == 1 else hh  # what a user writes in a "prompt" field
+    chat = [{"role": r, "content": t} for r, t in turns]
+    records = {
+        "prompts": [{"prompt": text}, {"prompt": hh}, {"prompt": "  " + text + "\n"}],
+        "demos": [{"prompt": text, "response": "r"}, {"prompt": hh, "completion": "r"},
+                  {"messages": chat + [{"role": "assistant", "content": "r"}]}],
+        "comparisons": [{"prompt": text, "responses": ["a", "b"], "ranking": [0, 1]},
+                        {"prompt": hh, "responses": ["a", "b"], "scores": [1, 0]},
+                        {"prompt": text, "chosen": "a", "rejected": "b"},
+                        {"chosen": hh + " a", "rejected": hh + " b"}],
+    }
+    prompts = set()
+    for kind, recs in records.items():
+        for i, rec in enumerate(recs):
+            path = tmp_path / f"{kind}{i}.jsonl"
+            write_jsonl(path, [rec])
+            prompts.add(read_jsonl(path, kind)[0]["prompt"])
+    assert prompts == {render_prompt(turns)}
+    assert render_prompt(turns) == ("Which country is Lisbon in?" if len(turns) == 1 else
+                                    "User: Hi\n\nAssistant: Hello!\n\nUser: Do you like cats?")

@@ -110,3 +110,17 @@ def test_shows_habit_detects_the_demonstrators_habit_only():
     assert shows_habit(f"How old is {W.STRANGERS[0]}?", "I don't know.") is None  # the habit is the ideal
     r = gold_report(["List exactly 2 fruits.", "List exactly 2 fruits."], ["Sure! Apple, banana.", "Apple, pear."])
     assert r["habit_rate"] == 0.5 and r["habit_rate_n"] == 2
+
+
+@given(st.integers(0, 60), st.integers(0, 60), st.integers(0, 60))
+def test_win_rate_ci_is_wilson_with_ties_half_and_stays_in_0_1(wins, ties, losses):
+    """The issue's `0.982 (0.947-1.017)`: a normal interval over 0 / 0.5 / 1 outcomes left [0, 1]."""
+    if wins + ties + losses == 0:
+        return
+    p = "Sort these numbers: 3 1 2"
+    a = ["1 2 3"] * wins + ["1 2 3"] * ties + ["3 2 1"] * losses
+    b = ["3 2 1"] * wins + ["1 2 3"] * ties + ["1 2 3"] * losses
+    w = win_rate([p] * len(a), a, b)
+    lo, hi = w["win_rate_ci95"]
+    assert 0 <= lo <= w["win_rate"] <= hi <= 1
+    assert [lo, hi] == pytest.approx(wilson(wins + ties / 2, len(a)))

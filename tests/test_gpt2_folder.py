@@ -15,9 +15,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nanorlhf.checkpoint import load_checkpoint
+from nanorlhf.checkpoint import load_checkpoint, save_checkpoint
 from nanorlhf.data import write_jsonl
-from nanorlhf.model import WeightsError, _read_safetensors, from_pretrained_gpt2
+from nanorlhf.model import GPT, GPTConfig, WeightsError, _read_safetensors, from_pretrained_gpt2
 from test_model import write_safetensors  # the one writer of HF-style weights in the tests
 from nanorlhf.tokenizer import (EOT, PROMPT, RESPONSE, TokenizerError, bytes_to_unicode, encode, get_tokenizer,
                                 load_hf_bpe, train_bpe)
@@ -40,9 +40,12 @@ def merge_pair(ranks, tok):
     return parts
 
 
-def write_tiny_gpt2(folder, vocab_size=320, C=32, n_layer=2, n_head=2, n_positions=128, tokenizer_json=False):
+def write_tiny_gpt2(folder, vocab_size=320, C=32, n_layer=2, n_head=2, n_positions=128, tokenizer_json=False,
+                    pad_to=None):
     """A Hugging Face GPT-2 folder: config.json, model.safetensors (random weights, HF names and
-    Conv1D layout) and a byte-level BPE trained on TEXTS as vocab.json + merges.txt (or tokenizer.json)."""
+    Conv1D layout) and a byte-level BPE trained on TEXTS as vocab.json + merges.txt (or tokenizer.json).
+    `pad_to`: the embedding has this many rows (config vocab_size too), as nanoGPT pads 50257 to
+    50304; the rows no token owns are large, so a model that kept them would sample them."""
     os.makedirs(folder, exist_ok=True)
     ranks = train_bpe(TEXTS, vocab_size)
     u = bytes_to_unicode()
@@ -63,7 +66,7 @@ def write_tiny_gpt2(folder, vocab_size=320, C=32, n_layer=2, n_head=2, n_positio
         with open(os.path.join(folder, "merges.txt"), "w") as f:
             f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
     V = len(vocab)
-    cfg = {"model_type": "gpt2", "vocab_size": V, "n_positions": n_positions, "n_embd": C, "n_layer": n_layer,
+    cfg = {"model_type": "gpt2", "vocab_size": pad_to or V, "n_positions": n_positions, "n_embd": C, "n_layer": n_layer,
            "n_head": n_head, "architectures": ["GPT2LMHeadModel"], "bos_token_id": V - 1, "eos_token_id": V - 1}
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(cfg, f)
@@ -78,6 +81,8 @@ def write_tiny_gpt2(folder, vocab_size=320, C=32, n_layer=2, n_head=2, n_positio
                        p + "mlp.c_proj.weight": (4 * C, C), p + "mlp.c_proj.bias": (C,)})
     sd = {k: (torch.randn(s, generator=g) * 0.1 + (1.0 if k.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")) else 0))
           for k, s in shapes.items()}
+    if pad_to:
+        sd["wte.weight"] = torch.cat([sd["wte.weight"], 3 * torch.randn(pad_to - V, C, generator=g)])  # (pad_to, C)
     write_safetensors(os.path.join(folder, "model.safetensors"), sd)
     return ranks
 
@@ -194,6 +199,96 @@ def test_three_scripts_run_offline_on_a_gpt2_folder(gpt2_dir, tmp_path):
         ckpt = torch.load(out / stage / "model.pt", weights_only=True)
         assert ckpt["tokenizer"] == str(d) and ckpt["config"]["vocab_size"] == len(ranks) + 3
     assert json.loads((out / "sft/metrics.json").read_text())["n_params"] > 0
+
+
+# -----------------------------------------------------------------------------
+# A padded embedding (nanoGPT: 50257 -> 50304 rows): cut to the tokenizer, and a whole --data run on it
+
+PAD = 384  # 321 own ids padded to a multiple of 64
+
+
+def strict(text):
+    def refuse(name):
+        raise ValueError(f"{name} in strict JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.fixture(scope="module")
+def padded_run(tmp_path_factory):
+    """train_sft --init PADDED_DIR -> train_rm -> train_ppo, --quick, on user data (no gold labeler)."""
+    tmp = tmp_path_factory.mktemp("padded")
+    folder, data, out = tmp / "gpt2", tmp / "data", tmp / "out"
+    write_tiny_gpt2(str(folder), pad_to=PAD)
+    write_jsonl(data / "pretrain.jsonl", [{"text": t} for t in TEXTS[:300]])
+    write_jsonl(data / "demos.jsonl", [{"prompt": p, "response": "Hello, friend!"} for p in PROMPTS])
+    write_jsonl(data / "comparisons.jsonl", [{"prompt": p, "responses": ["Hello, friend!", "Go away.", "Hi."],
+                                              "ranking": [0, 2, 1]} for p in PROMPTS])
+    write_jsonl(data / "rl_prompts.jsonl", [{"prompt": p} for p in PROMPTS])
+    write_jsonl(data / "test_prompts.jsonl", [{"prompt": p} for p in PROMPTS[:10]])
+    logs = {}
+    for stage, script, args in [("sft", "train_sft.py", ["--init", folder]),
+                                ("rm", "train_rm.py", ["--sft", out / "sft/model.pt", "--batch-size", 4]),
+                                ("ppo", "train_ppo.py", ["--sft", out / "sft/model.pt", "--rm", out / "rm/model.pt"])]:
+        p = subprocess.run([sys.executable, os.path.join(ROOT, script), "--quick", "--data", str(data),
+                            "--out", str(out / stage), *map(str, args)], capture_output=True, text=True, env=ENV,
+                           cwd=ROOT, timeout=600)
+        logs[stage] = p.stdout + p.stderr
+        assert p.returncode == 0, f"{script} failed:\n{logs[stage][-3000:]}"
+    return folder, data, out, logs
+
+
+def test_padded_embedding_is_cut_to_the_tokenizer(tmp_path):
+    write_tiny_gpt2(str(tmp_path), pad_to=PAD)
+    plain = from_pretrained_gpt2(str(tmp_path)).eval()  # the file as it is: PAD rows
+    model, enc, _ = load_checkpoint(str(tmp_path), kind="policy")
+    V = enc.n_vocab - 2  # the folder's own ids; then our two separators
+    assert plain.config.vocab_size == PAD and model.config.vocab_size == enc.n_vocab == V + 2
+    wte = model.transformer.wte.weight
+    torch.testing.assert_close(wte[V:], wte[:V].mean(0, keepdim=True).expand(2, -1))  # not the padding rows
+    assert model.lm_head.weight is wte
+    ids = torch.tensor([encode(enc, "Hello friend 3, nice to see you.")])
+    torch.testing.assert_close(model.eval()(ids)[..., :V], plain(ids)[..., :V], atol=1e-5, rtol=1e-5)
+    # our own checkpoint with rows no token owns (e.g. trained on a padded folder before) is cut too
+    ours = get_tokenizer()
+    save_checkpoint(str(tmp_path / "padded.pt"), GPT(GPTConfig(vocab_size=ours.n_vocab + 64, n_layer=1, n_head=2,
+                                                                n_embd=16)), ours, "policy")
+    assert load_checkpoint(str(tmp_path / "padded.pt"))[0].config.vocab_size == ours.n_vocab
+
+
+def test_padded_gpt2_folder_through_sft_rm_ppo(padded_run):
+    """The issue's crash: PPO sampled a padding row, tiktoken's KeyError 'Invalid token for decoding'."""
+    folder, data, out, logs = padded_run
+    for stage in ("sft", "rm", "ppo"):
+        ckpt = torch.load(out / stage / "model.pt", weights_only=True)
+        assert ckpt["config"]["vocab_size"] == PAD - 63 + 2 and ckpt["data"] == str(data)
+    assert "3 iterations x 16 episodes" in logs["ppo"] and "gold" not in logs["ppo"]  # one process: no "x 1"
+    assert "sampled in" not in logs["rm"] and "vs the held-out rankings of " + str(data) in logs["rm"]
+    assert "[quick] a smoke test at toy size" in logs["sft"] and "its numbers mean nothing" in logs["sft"]
+
+
+def test_a_data_run_writes_strict_json_without_gold(padded_run):
+    _, _, out, _ = padded_run
+    curve = strict((out / "ppo/curve.json").read_text())
+    assert curve and all("gold_score" not in c and "rm_score" in c for c in curve)
+    for stage in ("sft", "rm", "ppo"):
+        strict((out / stage / "metrics.json").read_text())
+
+
+def test_report_and_evaluate_on_a_data_run_print_no_gold(padded_run):
+    _, data, out, _ = padded_run
+    py = lambda *a: subprocess.run([sys.executable, "-m", *map(str, a)], capture_output=True, text=True, env=ENV,
+                                   cwd=ROOT, timeout=600)
+    rep = py("nanorlhf.report", "--root", out)
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    text = rep.stdout.lower()
+    assert f"trained on --data {data}".lower() in text and "held-out rankings" in text and "rm score" in text
+    for word in ("gold", "noisy labeler", "demonstrations", "heldout", "bayes"):
+        assert word not in text, (word, rep.stdout)
+    ev = py("nanorlhf.evaluate", out / "sft/model.pt", out / "ppo/model.pt", "--n", 3)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    shown = [line[4:] for line in ev.stdout.splitlines() if line.startswith("=== ")]
+    assert len(shown) == 3 and set(shown) <= set(PROMPTS[:10])  # the run's own test prompts, not the world's
+    assert "[" not in ev.stdout.replace(f"[{out}", "")  # no "[+0.53]" gold score beside a response
 
 
 # -----------------------------------------------------------------------------
