@@ -240,9 +240,33 @@ def _attn_bwd_dq_kernel(
 
 # ----------------------------------------------------------------------------- autograd
 
-# Small blocks keep the CPU interpreter fast and exercise the masked tails in tests;
-# 64 x 64 tiles fit shared memory for every head size up to 128 on current GPUs.
-BLOCK = 16 if INTERPRET else 64
+def attention_tiles(capability, dtype, hs):
+    """Launch settings {kernel: dict(BLOCK_M=, BLOCK_N=, num_warps=, num_stages=)} for the
+    forward ("fwd") and the two backward kernels ("dkdv", "dq") on one GPU, one input dtype and
+    one head size. capability: torch.cuda.get_device_capability(), e.g. (9, 0); None = the
+    interpreter. `python -m kernels.compile` compiles every entry for real targets."""
+    if capability is None:
+        # small blocks keep the CPU interpreter fast and exercise the masked tails in tests
+        tile = dict(BLOCK_M=16, BLOCK_N=16, num_warps=4, num_stages=_num_stages(dtype))
+    else:
+        # 64 x 64 tiles fit shared memory for every head size up to 128 on current GPUs
+        tile = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=_num_stages(dtype))
+    return {"fwd": tile, "dkdv": tile, "dq": tile}
+
+
+def _num_stages(dtype):
+    # fp32 tiles take twice the bytes: with 2 pipeline stages instead of 3, hs = 128 still
+    # fits the shared memory of an A100 (164 KiB); fp16/bf16 keep Triton's default of 3.
+    return 2 if dtype == torch.float32 else 3
+
+
+PRE_BLOCK = 16 if INTERPRET else 64  # rows per program of the tiny delta = rowsum(dO * O) kernel
+
+
+def _tiles(x):
+    """attention_tiles for tensor x's device (the interpreter's on CPU)."""
+    capability = torch.cuda.get_device_capability(x.device) if x.is_cuda else None
+    return attention_tiles(capability, x.dtype, x.shape[-1])
 
 
 def _dot_dtype(x):
@@ -250,12 +274,6 @@ def _dot_dtype(x):
     # so under the interpreter bf16 inputs are computed in fp32 (outputs stay bf16).
     x = x.float() if INTERPRET and x.dtype == torch.bfloat16 else x
     return x.contiguous()  # the kernels index rows as t * hs: no strides
-
-
-def _num_stages(x):
-    # fp32 tiles take twice the bytes: with 2 pipeline stages instead of 3, hs = 128 still
-    # fits the shared memory of an A100 (164 KiB); fp16/bf16 keep Triton's default of 3.
-    return 2 if x.dtype == torch.float32 else 3
 
 
 class _FlashAttention(torch.autograd.Function):
@@ -267,9 +285,9 @@ class _FlashAttention(torch.autograd.Function):
         q_, k_, v_ = _dot_dtype(q), _dot_dtype(k), _dot_dtype(v)
         o = torch.empty_like(q, memory_format=torch.contiguous_format)
         lse = torch.empty(B, nh, T, device=q.device, dtype=torch.float32)
-        grid = (triton.cdiv(T, BLOCK), B * nh)
-        meta = dict(HS=hs, BLOCK_M=BLOCK, BLOCK_N=BLOCK, CAUSAL=causal, num_stages=_num_stages(q_))
-        _attn_fwd_kernel[grid](q_, k_, v_, o, lse, sm_scale, T, **meta)
+        tile = _tiles(q_)["fwd"]
+        grid = (triton.cdiv(T, tile["BLOCK_M"]), B * nh)
+        _attn_fwd_kernel[grid](q_, k_, v_, o, lse, sm_scale, T, HS=hs, CAUSAL=causal, **tile)
         ctx.save_for_backward(q_, k_, v_, o, lse)
         ctx.causal, ctx.sm_scale, ctx.dtype = causal, sm_scale, q.dtype
         return o
@@ -280,13 +298,17 @@ class _FlashAttention(torch.autograd.Function):
         B, nh, T, hs = q.shape
         do = do.contiguous()
         delta = torch.empty_like(lse)
-        _attn_bwd_preprocess_kernel[(triton.cdiv(B * nh * T, BLOCK),)](o, do, delta, B * nh * T, HS=hs, BLOCK_M=BLOCK)
+        pre_grid = (triton.cdiv(B * nh * T, PRE_BLOCK),)
+        _attn_bwd_preprocess_kernel[pre_grid](o, do, delta, B * nh * T, HS=hs, BLOCK_M=PRE_BLOCK)
         do = _dot_dtype(do)
         dq, dk, dv = (torch.empty(q.shape, device=q.device, dtype=ctx.dtype) for _ in range(3))
-        grid = (triton.cdiv(T, BLOCK), B * nh)
-        meta = dict(HS=hs, BLOCK_M=BLOCK, BLOCK_N=BLOCK, CAUSAL=ctx.causal, num_stages=_num_stages(q))
-        _attn_bwd_dkdv_kernel[grid](q, k, v, do, lse, delta, dk, dv, ctx.sm_scale, T, **meta)
-        _attn_bwd_dq_kernel[grid](q, k, v, do, lse, delta, dq, ctx.sm_scale, T, **meta)
+        tiles = _tiles(q)
+        t = tiles["dkdv"]  # a program per BLOCK_N keys
+        _attn_bwd_dkdv_kernel[(triton.cdiv(T, t["BLOCK_N"]), B * nh)](
+            q, k, v, do, lse, delta, dk, dv, ctx.sm_scale, T, HS=hs, CAUSAL=ctx.causal, **t)
+        t = tiles["dq"]  # a program per BLOCK_M queries
+        _attn_bwd_dq_kernel[(triton.cdiv(T, t["BLOCK_M"]), B * nh)](
+            q, k, v, do, lse, delta, dq, ctx.sm_scale, T, HS=hs, CAUSAL=ctx.causal, **t)
         return dq, dk, dv, None, None
 
 
