@@ -179,7 +179,7 @@ def test_ctrl_c_saves_a_resumable_state(tmp_path):
     time.sleep(1.0)
     p.send_signal(signal.SIGINT)
     out = p.stdout.read()
-    assert p.wait(timeout=120) == 0, out
+    assert p.wait(timeout=120) == 128 + signal.SIGINT, out  # 130, as shells report it: a chain stops here
     assert "saved a resumable state" in out
     step = load_state(str(tmp_path / "run/state.pt"))["global_step"]
     assert 0 < step < 400
