@@ -228,7 +228,8 @@ def ppo_update(args, it, roll, ddp_policy, ddp_value, opt, params, train_stream,
                 first_ratio_dev = torch.where(r["mask"], logp - r["logp"], 0.0).abs().max().item()
             ptx = torch.zeros(())
             if args.ptx_coef > 0:  # + gamma * E_pretrain[log pi(x)]  (PPO-ptx)
-                xy = pretrain_batch(train_stream, args.ptx_batch, 128, np.random.default_rng([args.seed, it, epoch, j]))
+                T = min(128, getattr(ddp_policy, "module", ddp_policy).config.block_size - 1)  # a window the policy can read
+                xy = pretrain_batch(train_stream, args.ptx_batch, T, np.random.default_rng([args.seed, it, epoch, j]))
                 with autocast(device):
                     ptx_logits = ddp_policy(xy[:, :-1].to(device))
                 ptx = lm_loss(ptx_logits.float(), xy[:, 1:].to(device), torch.ones_like(xy[:, 1:], dtype=torch.bool))
