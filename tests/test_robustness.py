@@ -92,11 +92,11 @@ def test_bad_arguments_fail_clearly(tmp_path, ckpts, script, args, message):
 
 def test_mismatched_vocabulary_is_refused(tmp_path, ckpts):
     enc = get_tokenizer()
-    other = GPT(GPTConfig(vocab_size=enc.n_vocab + 64, n_layer=1, n_head=2, n_embd=32, scalar_head=True))
-    save_checkpoint(str(tmp_path / "rm.pt"), other, enc, "reward")
+    other = GPT(GPTConfig(vocab_size=enc.n_vocab - 64, n_layer=1, n_head=2, n_embd=32, scalar_head=True))
+    save_checkpoint(str(tmp_path / "rm.pt"), other, enc, "reward")  # (a larger one is padded: cut on load)
     out = run("train_ppo.py", "--quick", "--sft", ckpts / "sft/model.pt", "--rm", tmp_path / "rm.pt",
               "--out", tmp_path / "o", ok=False)
-    assert f"vocabulary {enc.n_vocab + 64}) does not match --sft" in out
+    assert f"rm.pt: vocabulary {enc.n_vocab - 64} is smaller than tokenizer 'nanorlhf''s {enc.n_vocab}" in out
 
 
 def test_too_long_demonstrations_are_skipped_with_a_warning(tmp_path, ckpts):

@@ -169,7 +169,7 @@ class Recorder(torch.nn.Module):
 
     def __init__(self, model, roll):
         super().__init__()
-        self.model, self.roll, self.order = model, roll, []
+        self.model, self.roll, self.order, self.config = model, roll, [], model.config
 
     def forward(self, ids, **kw):
         if "head_at" in kw:  # the policy term; the ptx term reads pretraining windows
