@@ -3,7 +3,8 @@ Ahead-of-time compile check: every kernel variant the wrappers can launch, lower
 GPUs on a machine that has none.
 
     python -m kernels.compile                        # every target, kernel, dtype, head size
-    python -m kernels.compile --targets 90 --json compile.json
+    python -m kernels.compile --targets 80 90 --json compile.json
+    python -m kernels.compile --targets 80 --kernels attn_bwd --search   # a clean tile per unfit variant
 
 The CPU interpreter checks the kernels' math but never lowers them, so it cannot see what a GPU
 run would hit first: shared memory past the chip's limit (Triton refuses to launch: "out of
@@ -24,7 +25,7 @@ What it does not show: time. A clean compile says the kernel launches and its lo
 registers; only a GPU says how fast it is.
 
 Variants: each wrapper's launch settings come from the function the wrapper itself calls
-(flash_attention.attention_tiles, logprobs._block_v), so what is checked is what ships.
+(flash_attention.attention_tiles, logprobs._launch), so what is checked is what ships.
 Pointers are compiled 16-byte aligned and integers unspecialized, as Triton specializes a launch
 on torch tensors with a length T that is not a multiple of 16. The log-prob kernels are compiled
 at their largest chunk (BLOCK_V = 4096, any V >= 2049 such as GPT-2's 50,257); smaller
@@ -92,20 +93,21 @@ def variants(cap, dtypes=tuple(DTYPES), head_sizes=HEAD_SIZES, override=None):
                 yield name, dn, hs, fn, sig, {"HS": hs, "CAUSAL": True, **tile}, opts
             sig = {"O": t, "DO": t, "DELTA": "*fp32", "n_rows": "i32"}
             yield "attn_bwd_pre", dn, hs, fa._attn_bwd_preprocess_kernel, sig, {"HS": hs, "BLOCK_M": fa.PRE_BLOCK}, {}
-        block_v = {"BLOCK_V": lp._block_v(50257)}
+        block_v = lp._launch(50257)  # the largest chunk: any V >= 2049
+        row_opts = {"num_warps": block_v.pop("num_warps")}
         rows = {"stride": "i32", "V": "i32", "temperature": "fp32"}
         stats = {"STATS": "*fp32"}
         yield ("logprobs_fwd", dn, None, lp._logprobs_fwd_kernel,
-               {"X": t, "TGT": "*i64", **stats, "LOGP": "*fp32", **rows}, block_v, {})
+               {"X": t, "TGT": "*i64", **stats, "LOGP": "*fp32", **rows}, block_v, row_opts)
         yield ("logprobs_bwd", dn, None, lp._logprobs_bwd_kernel,
-               {"X": t, "TGT": "*i64", **stats, "DOUT": "*fp32", "DX": t, **rows}, block_v, {})
+               {"X": t, "TGT": "*i64", **stats, "DOUT": "*fp32", "DX": t, **rows}, block_v, row_opts)
         ek = {"X": t, "Y": t, "STATS_X": "*fp32", "STATS_Y": "*fp32", "OUT": "*fp32"}
         ek_rows = {"stride_x": "i32", "stride_y": "i32", "V": "i32", "temperature": "fp32"}
         for has_ref, what in ((False, "entropy"), (True, "kl")):
             yield (f"{what}_fwd", dn, None, lp._entropy_kl_fwd_kernel, {**ek, **ek_rows},
-                   {"HAS_REF": has_ref, **block_v}, {})
+                   {"HAS_REF": has_ref, **block_v}, row_opts)
             yield (f"{what}_bwd", dn, None, lp._entropy_kl_bwd_kernel, {**ek, "DOUT": "*fp32", "DX": t, **ek_rows},
-                   {"HAS_REF": has_ref, **block_v}, {})
+                   {"HAS_REF": has_ref, **block_v}, row_opts)
 
 
 def ptxas_usage(ptx, cap, name):
@@ -138,40 +140,66 @@ def compile_one(cap, name, dn, hs, fn, sig, constexprs, opts):
         row["regs"], row["spill_stores"], row["spill_loads"] = ptxas_usage(k.asm["ptx"], cap, fn.__name__)
     except Exception as e:  # a compile error is a result of the report, not a crash of it
         row["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200]}"
-    row["problems"] = problems(row)
+    row["problems"], row["status"] = problems(row), status(row)
     return row
 
 
 def problems(row):
-    """What makes a variant unfit to ship: the reasons the check fails on."""
+    """What makes a variant unfit to ship, the reasons the check fails on: "compile error",
+    "smem over" (shared memory past the target's limit: Triton refuses the launch), "spill"
+    (fp16/bf16 only; fp32 spills are reported by status() but do not fail)."""
     if "error" in row:
         return ["compile error"]
     out = []
     if row["shared"] > row["limit"]:
-        out.append("shared memory over the limit")
+        out.append("smem over")
     if row["spill_stores"] + row["spill_loads"] > 0 and row["dtype"] != "fp32":
-        out.append("spills")
+        out.append("spill")
     return out
 
 
+def status(row):
+    """The report's status column: ok, spill, smem over, smem over+spill, compile error, or
+    fp32 spill (an fp32 variant that fits but spills: reported, not a failure)."""
+    bad = problems(row)
+    if bad:
+        return "+".join(bad)
+    return "fp32 spill" if row["spill_stores"] + row["spill_loads"] > 0 else "ok"
+
+
 # --search: tiles to try when a kernel's setting is unfit, best first by one rule (no GPU to time
-# them): the largest tile (work per program), then the fewest warps, then the most pipeline stages.
+# them): keep 2+ pipeline stages if any tile allows it (FlashAttention-2 and Triton's tutorial
+# pipeline their loads), then the largest tile (work per program), the fewest warps, the most stages.
 SEARCH_TILES = ((64, 64), (32, 64), (64, 32), (32, 32), (16, 64), (16, 32), (16, 16))  # (BLOCK_M, BLOCK_N)
 
 
-def search(cap, dn, hs, kernel):
-    """The first (BLOCK_M, BLOCK_N, num_warps, num_stages) in the search order whose variant of an
-    attention kernel compiles with shared memory within the limit and no spill at all, and its row."""
+def search_order(dn):
+    """Candidate (BLOCK_M, BLOCK_N, num_warps, num_stages), best first."""
     top = 2 if dn == "fp32" else 3
-    for bm, bn in SEARCH_TILES:
-        for warps in (4, 8):
-            for stages in range(top, 0, -1):
-                tile = dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages)
-                v = next(v for v in variants(cap, (dn,), (hs,), {kernel: tile}) if v[0] == f"attn_{kernel}")
-                row = compile_one(cap, *v)
-                if not row["problems"] and row["spill_stores"] + row["spill_loads"] == 0:
-                    return (bm, bn, warps, stages), row
-    return None, row
+    for min_stages in (2, 1):  # the pass with 1 stage only tries what the first pass did not
+        for bm, bn in SEARCH_TILES:
+            for warps in (4, 8):
+                for stages in range(top if min_stages == 2 else 1, min_stages - 1, -1):
+                    yield bm, bn, warps, stages
+
+
+def search(cap, dn, hs, kernel):
+    """The first tile in search_order whose variant of an attention kernel compiles with shared
+    memory within the limit and no spill at all, and its row; if none is clean (fp32), the fitting
+    tile with the fewest spill bytes."""
+    fallback = None
+    for bm, bn, warps, stages in search_order(dn):
+        tile = dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages)
+        v = next(v for v in variants(cap, (dn,), (hs,), {kernel: tile}) if v[0].endswith(f"_{kernel}"))
+        row = compile_one(cap, *v)
+        if "error" in row or row["shared"] > row["limit"]:
+            continue
+        spill = row["spill_stores"] + row["spill_loads"]
+        if spill == 0:
+            return (bm, bn, warps, stages), row
+        if fallback is None or spill < fallback[2]:
+            fallback = ((bm, bn, warps, stages), row, spill)
+    return fallback[:2] if fallback else (None, row)
 
 
 def format_row(r):
@@ -181,15 +209,19 @@ def format_row(r):
     tile_s += f" w{tile.get('num_warps', 4)} s{tile.get('num_stages', 3)}"
     head = f"{r['target']:7} {r['kernel']:14} {r['dtype']:5} {r['hs'] or '-':>4} {tile_s:15}"
     if "error" in r:
-        return f"{head} {'COMPILE ERROR':>33}  {r['error']}"
+        return f"{head} {'-':>18} {'-':>5} {'-':>11}  {status(r):15} {r['error']}"
     spill = f"{r['spill_stores']}/{r['spill_loads']}"
-    flag = "  <- " + ", ".join(r["problems"]) if r["problems"] else ("  (fp32 spill)" if spill != "0/0" else "")
-    return f"{head} {r['shared']:>8,} / {r['limit']:>7,} {r['regs']:>5} {spill:>11}{flag}"
+    return f"{head} {r['shared']:>8,} / {r['limit']:>7,} {r['regs']:>5} {spill:>11}  {status(r)}"
+
+
+HEADER = (f"{'target':7} {'kernel':14} {'dtype':5} {'hs':>4} {'tile':15} {'shared / limit (B)':>18} {'regs':>5} "
+          f"{'spill st/ld':>11}  status")
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--targets", default=",".join(map(str, TARGETS)), help="compute capabilities, e.g. 80,90")
+    ap.add_argument("--targets", nargs="+", default=[",".join(map(str, TARGETS))],
+                    help="compute capabilities, e.g. 80 90 (or 80,90)")
     ap.add_argument("--dtypes", default=",".join(DTYPES), help="input dtypes: fp32,fp16,bf16")
     ap.add_argument("--head-sizes", default=",".join(map(str, HEAD_SIZES)), help="attention head sizes")
     ap.add_argument("--kernels", default="", help="only kernels whose name contains one of these, e.g. attn_bwd,kl")
@@ -197,7 +229,7 @@ def main(argv=None):
     ap.add_argument("--search", action="store_true",
                     help="for each unfit attention variant, find the first clean tile in the search order")
     args = ap.parse_args(argv)
-    caps = [int(c) for c in args.targets.split(",")]
+    caps = [int(c) for t in args.targets for c in t.split(",") if c]
     for c in caps:
         if c not in TARGETS:
             raise SystemExit(f"unknown target {c}: one of {', '.join(map(str, TARGETS))}")
@@ -205,8 +237,7 @@ def main(argv=None):
     dtypes = args.dtypes.split(",")
     head_sizes = [int(h) for h in args.head_sizes.split(",")]
     t0, rows = time.time(), []
-    print(f"{'target':7} {'kernel':14} {'dtype':5} {'hs':>4} {'tile':15} {'shared / limit (B)':>18} {'regs':>5} "
-          f"{'spill st/ld':>11}")
+    print(HEADER)
     for cap in caps:
         for v in variants(cap, dtypes, head_sizes):
             if only and not any(k in v[0] for k in only):
