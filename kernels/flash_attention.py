@@ -240,25 +240,39 @@ def _attn_bwd_dq_kernel(
 
 # ----------------------------------------------------------------------------- autograd
 
+# Launch settings per GPU target, (BLOCK_M, BLOCK_N, num_warps, num_stages), picked without a GPU
+# from the AOT compile report (`python -m kernels.compile --search`, docs/compile.md): the default
+# tile wherever it compiles clean, else the first clean tile in kernels.compile's search order
+# (2+ pipeline stages if any tile allows it, then the largest tile, the fewest warps).
+# Nothing here is timed: a clean compile says the tile launches and does not spill, not that it is fast.
+DEFAULT_TILE = {"16-bit": (64, 64, 4, 3), "fp32": (64, 64, 4, 2)}  # fp32: 2 stages, twice the bytes a stage
+TUNED_TILES = {  # (target, dtype, hs, kernel) -> tile, where DEFAULT_TILE spills or overflows shared memory
+    # dK/dV holds two (BLOCK_N, hs) fp32 accumulators plus K and V in registers: the first to spill
+    (80, "16-bit", 64, "dkdv"): (32, 64, 4, 3),  # 64x64 w4 spills 44/40 B; half the query tile does not
+    (80, "16-bit", 128, "dkdv"): (32, 64, 8, 3),  # 64x64 w4 spills 1,044/752 B; 8 warps split the accumulators
+    (90, "16-bit", 128, "dkdv"): (64, 64, 8, 3),  # 64x64 w4 spills 320/320 B; 8 warps do not
+    (80, "fp32", 64, "dq"): (32, 64, 4, 2),  # 64x64 spills 8/4 B
+    (80, "fp32", 128, "dkdv"): (32, 64, 8, 2),  # 64x64 needs 197,120 B of shared memory (limit 166,912)
+    (90, "fp32", 128, "dkdv"): (32, 32, 4, 2),  # 64x64 spills 976/960 B
+}
+
+
 def attention_tiles(capability, dtype, hs):
     """Launch settings {kernel: dict(BLOCK_M=, BLOCK_N=, num_warps=, num_stages=)} for the
     forward ("fwd") and the two backward kernels ("dkdv", "dq") on one GPU, one input dtype and
     one head size. capability: torch.cuda.get_device_capability(), e.g. (9, 0); None = the
-    interpreter. `python -m kernels.compile` compiles every entry for real targets."""
+    interpreter. `python -m kernels.compile` compiles every entry for real targets; a target it
+    does not know (e.g. sm_87) gets DEFAULT_TILE, unchecked."""
     if capability is None:
         # small blocks keep the CPU interpreter fast and exercise the masked tails in tests
-        tile = dict(BLOCK_M=16, BLOCK_N=16, num_warps=4, num_stages=_num_stages(dtype))
-    else:
-        # 64 x 64 tiles everywhere, not yet tuned per target: docs/compile_before.md lists where they
-        # spill or exceed shared memory (hs 128 on sm_80/86/89/120, the dK/dV backward on sm_90)
-        tile = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=_num_stages(dtype))
-    return {"fwd": tile, "dkdv": tile, "dq": tile}
-
-
-def _num_stages(dtype):
-    # fp32 tiles take twice the bytes: with 2 pipeline stages instead of 3, hs = 128 still
-    # fits the shared memory of an A100 (164 KiB); fp16/bf16 keep Triton's default of 3.
-    return 2 if dtype == torch.float32 else 3
+        return {k: dict(BLOCK_M=16, BLOCK_N=16, num_warps=4, num_stages=1) for k in ("fwd", "dkdv", "dq")}
+    target = capability[0] * 10 + capability[1]
+    group = "fp32" if dtype == torch.float32 else "16-bit"
+    out = {}
+    for kernel in ("fwd", "dkdv", "dq"):
+        bm, bn, warps, stages = TUNED_TILES.get((target, group, hs, kernel), DEFAULT_TILE[group])
+        out[kernel] = dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages)
+    return out
 
 
 PRE_BLOCK = 16 if INTERPRET else 64  # rows per program of the tiny delta = rowsum(dO * O) kernel
