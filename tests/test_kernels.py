@@ -9,6 +9,7 @@ compiled kernels on the GPU.
 
     pytest tests/test_kernels.py -q
 """
+import importlib
 import os
 import subprocess
 import sys
@@ -123,6 +124,22 @@ def test_flash_attention_matches_reference(seed, B, nh, T, hs, causal, dtype, tr
 @pytest.mark.parametrize("causal", [True, False])
 def test_flash_attention_large_heads(hs, causal):
     check_attention(0, 1, 2, 19, hs, causal, torch.float32)
+
+
+FA = importlib.import_module("kernels.flash_attention")  # the module, not the function kernels exports
+# every tuned entry (target, "16-bit" / "fp32", hs) and the default tile, each once
+SHIPPED = sorted({k[:3] for k in FA.TUNED_TILES} | {(90, "16-bit", 64), (90, "fp32", 64)})
+
+
+@pytest.mark.skipif(DEVICE == "cuda", reason="on a GPU every test already runs the shipped tiles")
+@pytest.mark.parametrize("target,group,hs", SHIPPED)
+def test_flash_attention_shipped_gpu_tiles(monkeypatch, target, group, hs):
+    """The GPU launch settings of attention_tiles, run by the interpreter (which ignores warps and
+    stages but not the block sizes) at T = 2 * 64 + 3: two full blocks and a ragged tail."""
+    dtype = torch.float32 if group == "fp32" else torch.float16
+    tiles = FA.attention_tiles(divmod(target, 10), dtype, hs)
+    monkeypatch.setattr(FA, "_tiles", lambda x: tiles)
+    check_attention(0, 1, 1, 131, hs, True, dtype)
 
 
 @settings(max_examples=20)
