@@ -1,37 +1,37 @@
 """
-InstructGPT's Figure 1 against the gold labeler: win rate against one SFT model, by model size, for
-the base GPT, the GPT prompted with a few-shot prefix, SFT, PPO and PPO-ptx.
+InstructGPT's Figure 1 against the gold labeler: by model size, the win rate against one SFT model
+of the base GPT, the GPT prompted with a few-shot prefix, SFT, PPO and PPO-ptx.
 
-    python -m nanorlhf.experiments.sizes --lock /work/heavy.lock   # ~45 min after the seeds study's out/world0
+    python -m nanorlhf.experiments.sizes --lock /work/heavy.lock   # ~50 min beside out/world0 (estimated)
 
-Sizes: 0.3M (3 layers, width 64), 1.1M (the default: out/world0, the seed-0 run of
-`python -m nanorlhf.experiments.seeds --seeds 0`, made here if absent) and 4.5M (5 layers, width 256:
-the askell study's larger trunk; its base model out/x4/sft/base.pt is reused when there, with its
-metrics.json). Every size is pretrained the same way on the same corpus (train_sft.py: 1,000 steps of
-32 x 128 tokens, same data, learning rate and seed), then runs the default pipeline, its own RM from
-its own SFT's samples (the paper used one 6B RM for all): train_sft.py, train_rm.py, train_ppo.py
---ptx-coef 0 (PPO), train_ppo.py (PPO-ptx). Runs land in --root/{size0.3M,world0,size4.5M}; a stage whose
-metrics.json exists is skipped, and --lock FILE is held around each stage and each evaluation.
+Sizes: 0.3M (3 layers x 64), 1.1M (the default: out/world0, the seed-0 run of nanorlhf.experiments.seeds,
+made here if absent) and 4.5M (5 layers x 256, askell's larger trunk: out/x4/sft/base.pt is reused
+where it and its metrics.json exist). Every size is pretrained alike (train_sft.py: 1,000 steps of
+32 x 128 tokens of the seed-0 corpus), then runs the default pipeline with its own RM (the paper used
+one 6B RM): train_sft.py, train_rm.py, train_ppo.py --ptx-coef 0 (PPO), train_ppo.py (PPO-ptx), into
+--root/{size0.3M,world0,size4.5M}. A stage whose metrics.json exists is skipped; --lock FILE is held
+around each stage and each size's sampling.
 
-Measured, on the world's test set (held out by body) and its held-out combinations, at T=1 and
-greedy: gold score (mean, 95% normal CI) with per family gold, and the win rate against the default
-size's SFT at the same decoding (the reference; ties half, Wilson 95% CI: evaluate.win_rate); the
-alignment tax as the loss on held-out pretraining text (train_sft.py's base_pretrain_loss,
-train_ppo.py's pretrain_loss / sft_pretrain_loss). Four answers are computed from the table (answers()).
+Measured on the world's test set (held out by body) and its held-out combinations, T=1 and greedy:
+gold (mean, 95% CI; per family) and the win rate against the 1.1M SFT at the same decoding (ties half,
+Wilson 95% CI: evaluate.win_rate); the alignment tax, the loss on held-out pretraining text
+(train_sft.py's base_pretrain_loss, train_ppo.py's pretrain_loss and sft_pretrain_loss); the four
+answers computed from these (answers(); the first also head to head).
 
 GPT prompted: the same base model after a few-shot prefix in the world's own format (<|prompt|> x
-<|response|> y <|endoftext|>, as the forums of the corpus write exchanges): one ideal exchange per
-task family, drawn from the SFT prompts (the training side), as many as fit. The prefix and the
-longest training or validation prompt leave ROOM (32, PPO's response limit) tokens of the 128-token
-pretraining window; of --prefixes random candidates, the best by greedy gold on the validation
-prompts is kept (prefix.json). Calibrated: the prefix (on validation); test prompts are never read.
+<|response|> y <|endoftext|>, as the corpus's forums write exchanges): an ideal exchange per task
+family from the SFT prompts, as many as fit in the 128-token pretraining window beside the longest
+training or validation prompt and ROOM tokens of answer (PPO's limit; up to 48 are sampled, as for
+every row). Calibrated: of --prefixes random candidates, the best by greedy gold on validation
+prompts (prefix.json); test prompts are only checked to fit.
 
-Estimate on 2 cores (README wall times: default pipeline ~10 min, evaluation ~1 min; the 4x trunk's
-train_sft ~17 min): 0.3M ~8 min; 4.5M ~35 min (~20 if askell's base exists: SFT only); evaluation
-~6 min; from an empty --root ~60 min. Not done (issue 22, items skipped): context distillation and
-held-out labelers. Writes --root/sizes.{json,md} and, with matplotlib, sizes.png (plots.sizes).
+Estimated on 2 cores from README wall times (pipeline ~10 min at 1.1M; the 4x train_sft 17 min):
+0.3M ~7 min, 4.5M ~40 min (~27 with askell's base), sampling and scoring ~6 min; from an empty
+--root ~65 min. Not done (issue 22): context distillation and held-out labelers (item 4).
+Writes --root/sizes.{json,md} and, with matplotlib, sizes.png (plots.sizes).
 """
 import argparse
+import itertools
 import json
 import os
 import random
@@ -62,7 +62,8 @@ def pipeline(run, name, shape, quick, lock):
     """The default pipeline in folder `run`, skipping stages whose metrics.json exists. A size other
     than the reference's has its scripts' own final evaluations on 200 test prompts (unused here)."""
     for stage in RUNS:
-        extra = ["--seed", "0"] + ["--quick"] * quick + ["--n-eval", "200"] * (bool(shape) and not quick and stage != "rm")
+        short_eval = bool(shape) and not quick and stage != "rm"
+        extra = ["--seed", "0"] + ["--quick"] * quick + ["--n-eval", "200"] * short_eval
         if stage == "sft":
             reuse = name == "4.5M" and load(ASKELL_BASE) and os.path.exists(os.path.join(ASKELL_BASE, "base.pt"))
             extra += ["--init", os.path.join(ASKELL_BASE, "base.pt")] if reuse else shape + ["--block-size", "128"] * quick
@@ -116,7 +117,8 @@ def choose_prefix(model, enc, w, window, n):
     """The few-shot prefix: of n candidates from the SFT prompts fitting the budget (window - ROOM -
     the longest training or validation prompt), the best by greedy gold on the validation prompts.
     Reads no test prompt."""
-    budget = window - ROOM - max(len(encode_prompt(enc, p)) for s in ("sft", "rm", "rl", "val") for p in w[f"{s}_prompts"])
+    longest = max(len(encode_prompt(enc, p)) for s in ("sft", "rm", "rl", "val") for p in w[f"{s}_prompts"])
+    budget = window - ROOM - longest
     cands = candidate_prefixes(w["sft_prompts"], enc, budget, n)
     val = w["val_prompts"][:200]
     golds = [mean_gold(val, sample(model, enc, [prompted(c, p) for p in val], 0.0)[0]) for c in cands]
@@ -154,16 +156,13 @@ def rows_of(w, resp, info, ref):
     """One row per size, method, decoding and test set: gold (CI, per family) and the win rate against
     resp[ref]["SFT"] at the same decoding."""
     rows = []
-    for size, by_method in resp.items():
-        for method, by_dec in by_method.items():
-            for d, by_set in by_dec.items():
-                for s, ys in by_set.items():
-                    ps, g = w[f"{s}_prompts"], gold_report(w[f"{s}_prompts"], ys)
-                    wr = win_rate(ps, ys, resp[ref]["SFT"][d][s])
-                    rows.append({"size": size, "n_params": info[size]["n_params"], "method": method, "decoding": d,
-                                 "set": s, "win": wr["win_rate"], "win_ci95": wr["win_rate_ci95"],
-                                 "tie": wr["tie_rate"], "gold": g["gold_score"], "gold_ci95": g["gold_score_ci95"],
-                                 **{f"gold_{f}": g.get(f"gold_{f}") for f in FAMILIES}})
+    for z, m, d, s in itertools.product(resp, METHODS, DECODINGS, SETS):
+        ps, ys = w[f"{s}_prompts"], resp[z][m][d][s]
+        g, wr = gold_report(ps, ys), win_rate(ps, ys, resp[ref]["SFT"][d][s])
+        rows.append({"size": z, "n_params": info[z]["n_params"], "method": m, "decoding": d, "set": s,
+                     "win": wr["win_rate"], "win_ci95": wr["win_rate_ci95"], "tie": wr["tie_rate"],
+                     "gold": g["gold_score"], "gold_ci95": g["gold_score_ci95"],
+                     **{f"gold_{f}": g.get(f"gold_{f}") for f in FAMILIES}})
     return rows
 
 
@@ -247,15 +246,15 @@ def main(argv=None):
         resp[n], prefixes[n] = responses(runs[n], w, args.prefixes, args.lock)
     info, tax = {n: pretraining(runs[n]) for n in names}, {n: taxes(runs[n]) for n in names}
     rows = rows_of(w, resp, info, ref)
-    small, large = min(names, key=lambda n: info[n]["n_params"]), max(names, key=lambda n: info[n]["n_params"])
     result = {"sizes": info, "reference": f"{ref} SFT", "prefixes": prefixes, "rows": rows, "alignment_tax": tax}
     text = [f"# InstructGPT Figure 1 by model size, against the gold labeler (reference: the {ref} SFT)\n",
             table(rows, info, tax, ref), ""]
     for s in SETS:
-        ps = w[f"{s}_prompts"]
-        head = {m: win_rate(ps, resp[small]["PPO-ptx"]["T=1"][s], resp[large][m]["T=1"][s]) for m in ("GPT", "GPT prompted")}
-        result[f"answers_{s}"] = {**answers(rows, tax, s), "head_to_head": head}
-        text += [answer_text(result[f"answers_{s}"], head), ""]
+        a = answers(rows, tax, s)  # and head to head: the smallest PPO-ptx against the largest GPT
+        a["head_to_head"] = {m: win_rate(w[f"{s}_prompts"], resp[a["sizes"][0]]["PPO-ptx"]["T=1"][s],
+                                         resp[a["sizes"][-1]][m]["T=1"][s]) for m in ("GPT", "GPT prompted")}
+        result[f"answers_{s}"] = a
+        text += [answer_text(a, a["head_to_head"]), ""]
     text.append("Few-shot prefixes (validation greedy gold of the candidates): " + "; ".join(
         f"{n} {p['n_exchanges']} exchanges, {p['n_tokens']} tokens of {p['budget']}, "
         + " ".join(f"{g:.3f}" for g in p["val_gold"]) for n, p in prefixes.items()))
