@@ -8,7 +8,8 @@ pip install -e '.[plot]'). `python -m nanorlhf.report --png DIR` writes:
 - ppo_curves.png        reward, KL, entropy, ptx loss and clip fraction per PPO iteration;
 - losses.png            pretraining, SFT and RM training loss per optimizer step;
 
-and `python -m nanorlhf.experiments.overoptimization` draws frontier() from its own points and fits.
+and `python -m nanorlhf.experiments.overoptimization` draws frontier() from its own points and fits,
+`python -m nanorlhf.experiments.sizes` draws sizes() (InstructGPT's Figure 1).
 
 Per-iteration points are noisy (64 episodes each): each line is a trailing moving average (over
 fewer points for a short run, where a long window would lag), drawn over the raw points.
@@ -211,3 +212,23 @@ def _log_x_panels(axes, titles, xlabel):
         ax.set_title(title)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
+
+
+def sizes(rows, path):
+    """InstructGPT's Figure 1 (nanorlhf.experiments.sizes): win rate against the reference SFT at T=1
+    by parameters (log axis), one line per method, with 95% CIs; a panel per test set."""
+    import matplotlib.pyplot as plt
+    sets = list(dict.fromkeys(r["set"] for r in rows))
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4.2), squeeze=False)
+    for ax, s in zip(axes[0], sets):
+        methods = list(dict.fromkeys(r["method"] for r in rows))
+        for i, m in enumerate(methods):
+            rs = sorted((r for r in rows if r["set"] == s and r["method"] == m and r["decoding"] == "T=1"),
+                        key=lambda r: r["n_params"])
+            y = [r["win"] for r in rs]
+            err = [[v - r["win_ci95"][0] for v, r in zip(y, rs)], [r["win_ci95"][1] - v for v, r in zip(y, rs)]]
+            ax.errorbar([r["n_params"] for r in rs], y, yerr=err, fmt="-o", color=f"C{i}", capsize=3, label=m)
+        ax.axhline(0.5, color="gray", ls=":", lw=1)
+    _log_x_panels(axes[0], [f"{s} set: win rate vs the reference SFT (T=1)" for s in sets], "parameters")
+    fig.suptitle("Gold-labeler preference by model size (InstructGPT Figure 1)")
+    return _save(fig, path)
