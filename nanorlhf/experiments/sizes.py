@@ -5,7 +5,7 @@ of the base GPT, the GPT prompted with a few-shot prefix, SFT, PPO and PPO-ptx.
     python -m nanorlhf.experiments.sizes --lock /work/heavy.lock   # ~50 min beside out/world0 (estimated)
 
 Sizes: 0.3M (3 layers x 64), 1.1M (the default: out/world0, the seed-0 run of nanorlhf.experiments.seeds,
-made here if absent) and 4.5M (5 layers x 256, askell's larger trunk: out/x4/sft/base.pt is reused
+made here if absent), 2.2M (4 layers x 192: --sizes 0.3M 1.1M 2.2M fits a 2-core session) and 4.5M (5 layers x 256, askell's larger trunk: out/x4/sft/base.pt is reused
 where it and its metrics.json exist). Every size is pretrained alike (train_sft.py: 1,000 steps of
 32 x 128 tokens of the seed-0 corpus), then runs the default pipeline with its own RM (the paper used
 one 6B RM): train_sft.py, train_rm.py, train_ppo.py --ptx-coef 0 (PPO), train_ppo.py (PPO-ptx), into
@@ -47,7 +47,8 @@ from nanorlhf.report import FAMILIES, RUNS, load, stage_command
 from nanorlhf.tokenizer import encode
 
 SHAPE = lambda n_layer, n_embd, n_head: ["--n-layer", str(n_layer), "--n-embd", str(n_embd), "--n-head", str(n_head)]
-SIZES = {"0.3M": ("size0.3M", SHAPE(3, 64, 4)), "1.1M": ("world0", []), "4.5M": ("size4.5M", SHAPE(5, 256, 8))}
+SIZES = {"0.3M": ("size0.3M", SHAPE(3, 64, 4)), "1.1M": ("world0", []), "2.2M": ("size2.2M", SHAPE(4, 192, 6)),
+         "4.5M": ("size4.5M", SHAPE(5, 256, 8))}
 QUICK_SIZES = {"toy": ("toy", SHAPE(1, 32, 2)), "quick": ("world0", []), "wide": ("wide", SHAPE(2, 96, 4))}
 DEFAULT = {False: "1.1M", True: "quick"}  # the reference SFT's size
 ASKELL_BASE = os.path.join(REPO, "out", "x4", "sft")  # askell.SIZES["4x"]: reused for the 4.5M size
