@@ -310,3 +310,172 @@ def test_sampler_draws_the_softmax_distribution_and_never_a_masked_token(tempera
         assert (freq[probs == 0] == 0).all(), f"{name} drew a zero-probability token"
         bound = 4 * (probs * (1 - probs) / N).sqrt().double() + 1e-12
         assert ((freq - probs.double()).abs() <= bound).all(), f"{name}: {freq} vs {probs}"
+
+
+# -----------------------------------------------------------------------------
+# Sampling and generation, pinned exactly (issue 24: each test below fails on a concrete mutant)
+
+def frequencies(draws, V):
+    return torch.bincount(draws.flatten(), minlength=V).double() / draws.numel()
+
+
+@pytest.mark.parametrize("temperature", [None, 0.5, 2.0])
+def test_sampler_draws_softmax_of_logits_over_temperature(temperature):
+    """At temperature T the sampler draws from softmax(logits / T); left out, T is 1. Two tokens
+    whose probabilities at T = 0.5, 1 and 2 are 0.98, 0.88 and 0.73: 4 standard errors apart from
+    each other many times over."""
+    from nanorlhf.model import sample_next_token
+    logits, N = torch.tensor([[0.0, 2.0]]), 20000
+    g = torch.Generator().manual_seed(0)
+    kw = {} if temperature is None else {"temperature": temperature}
+    draws = sample_next_token(logits.expand(N, 2), g, **kw)
+    probs = torch.softmax(logits[0] / (temperature or 1.0), -1).double()
+    bound = 4 * (probs * (1 - probs) / N).sqrt()
+    assert ((frequencies(draws, 2) - probs).abs() <= bound).all()
+
+
+def test_sampler_temperature_zero_is_argmax_and_one_row_gives_one_token():
+    """Temperature 0 is greedy: exactly the argmax of each row, shape (B,). Sampling a single row
+    gives shape (1,), not a 0-d tensor (a squeeze of every dimension)."""
+    from nanorlhf.model import sample_next_token
+    logits = torch.tensor([[0.1, 3.0, -1.0, 2.9, 0.0],
+                           [5.0, 1.0, 1.0, 1.0, 4.0],
+                           [-2.0, -3.0, -1.5, -9.0, -1.6]])
+    greedy = sample_next_token(logits, torch.Generator().manual_seed(0), temperature=0)
+    assert greedy.tolist() == [1, 0, 2]
+    one = sample_next_token(logits[:1], torch.Generator().manual_seed(0), temperature=1.0)
+    assert one.shape == (1,) and one.dtype == torch.long
+
+
+def test_sampler_top_k_keeps_the_k_largest_even_in_a_batch_smaller_than_k():
+    """top_k=3 on a single row (the batch of 1 is smaller than k): only the 3 largest logits are
+    drawn, in their renormalized softmax proportions; a top_k above the vocabulary keeps them all."""
+    from nanorlhf.model import sample_next_token
+    logits = torch.tensor([[1.0, 3.0, 0.0, 2.5, 2.0, -1.0]])
+    g = torch.Generator().manual_seed(0)
+    N = 3000
+    draws = torch.cat([sample_next_token(logits, g, 1.0, top_k=3) for _ in range(N)])
+    keep = torch.tensor([False, True, False, True, True, False])
+    probs = torch.softmax(logits[0].masked_fill(~keep, float("-inf")), -1).double()
+    freq = frequencies(draws, 6)
+    assert (freq[~keep] == 0).all()
+    assert ((freq - probs).abs() <= 4 * (probs * (1 - probs) / N).sqrt() + 1e-12).all()
+    wide = torch.cat([sample_next_token(logits, g, 1.0, top_k=100) for _ in range(N)])
+    assert set(wide.tolist()) == set(range(6))
+
+
+def test_sampler_is_the_inverse_cdf_of_one_uniform_per_row_from_the_generator():
+    """Row b draws token i exactly when cdf[i-1] <= u_b < cdf[i], u_b the generator's b-th uniform
+    (torch.rand((B, 1))): same generator, same tokens, whatever the global RNG. Rows allow 2^12
+    tokens each, so cdf steps are multiples of 2^-12 and some uniforms (multiples of 2^-24) land
+    exactly on a step; there the token is the one above the step (a half-open interval)."""
+    from nanorlhf.model import sample_next_token
+    B, m = 256, 4096
+    on_a_step = 0
+    for seed in range(64):
+        g = torch.Generator().manual_seed(seed)
+        allowed = 2 * torch.arange(m) + torch.randint(0, 2, (B, m), generator=g)  # (B, m): one of each pair
+        logits = torch.full((B, 2 * m), float("-inf")).scatter(1, allowed, 0.0)  # each allowed token 1/m
+        u = torch.rand((B, 1), generator=torch.Generator().manual_seed(1000 + seed))
+        expected = allowed.gather(1, (u * m).long()).squeeze(1)  # exact: m is a power of two
+        torch.manual_seed(seed)  # the global RNG must play no part
+        got = sample_next_token(logits, torch.Generator().manual_seed(1000 + seed), 1.0)
+        assert got.tolist() == expected.tolist()
+        on_a_step += int(((u * m) == (u * m).floor()).sum())
+        if on_a_step >= 2:
+            return
+    raise AssertionError("no uniform landed on a cdf step; the test checked only the easy case")
+
+
+def test_generate_defaults_temperature_one_and_applies_top_k_and_the_seed():
+    """generate() without a temperature samples at 1.0; top_k=1 at temperature 1 is greedy; the
+    seeded generator alone decides the draws (same seed, same tokens, whatever the global RNG;
+    another seed, other tokens)."""
+    model = tiny()
+    prompts = random_prompts(4, seed=7)
+    run = lambda seed, **kw: generate(model, prompts, 16, eot_id=96, generator=torch.Generator().manual_seed(seed), **kw)[0]
+    torch.manual_seed(1)
+    default = run(3)
+    torch.manual_seed(2)
+    assert torch.equal(default, run(3, temperature=1.0))
+    assert not torch.equal(default, run(3, temperature=2.0))
+    assert not torch.equal(default, run(4))
+    assert torch.equal(run(5, temperature=1.0, top_k=1), run(6, temperature=0.0))
+
+
+def test_generate_uses_the_kv_cache_by_default():
+    """By default the prompt is fed once and every later step feeds only the newest token; with
+    use_cache=False each step feeds the whole sequence so far."""
+    model = tiny()
+    widths = []
+    hook = model.register_forward_pre_hook(lambda mod, args: widths.append(args[0].size(1)))
+    try:
+        generate(model, [[5, 6, 7], [8]], 4, eot_id=96, temperature=0)
+        cached, widths[:] = list(widths), []
+        generate(model, [[5, 6, 7], [8]], 4, eot_id=96, temperature=0, use_cache=False)
+    finally:
+        hook.remove()
+    assert cached == [3, 1, 1, 1] and widths == [3, 4, 5, 6]
+
+
+def lively(seed=1, dtype=torch.float32):
+    """tiny() with weights of std 0.2: its greedy continuations vary from step to step (at std 0.02
+    they repeat the last prompt token, which would hide a wrong position or mask)."""
+    model = tiny(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.2)
+    return model.to(dtype)
+
+
+def greedy_alone(model, prompt, n):
+    """The reference: a plain forward of the unpadded sequence (positions 0.., causal mask only),
+    the argmax of its last logits appended, n times."""
+    seq = list(prompt)
+    for _ in range(n):
+        with torch.no_grad():
+            seq.append(int(model(torch.tensor([seq]))[0, -1].argmax()))
+    return seq[len(prompt):]
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_greedy_generation_equals_a_plain_forward_loop(use_cache, dtype):
+    """Greedy generation of left-padded prompts of different lengths (also a float64 model, whose
+    KV cache must be float64) equals, row by row, the plain unpadded forward loop. The end-of-text
+    id is one no row emits, so every row writes all N tokens; tokens are long, the mask bool."""
+    model = lively(dtype=dtype)
+    prompts, N = [[24, 72, 29, 90, 47], [35], [91, 39, 52]], 10
+    ref = [greedy_alone(model, p, N) for p in prompts]
+    eot = min(set(range(97)) - {t for r in ref for t in r} - {t for p in prompts for t in p})
+    tokens, gen = generate(model, prompts, N, eot_id=eot, temperature=0, use_cache=use_cache)
+    assert tokens.dtype == torch.long and gen.dtype == torch.bool and tokens.shape == gen.shape == (3, 5 + N)
+    assert tokens[:, 5:].tolist() == ref
+    assert gen.tolist() == [[False] * 5 + [True] * N] * 3
+
+
+def test_generate_crops_to_block_size():
+    """N = min(max_new_tokens, block_size - P): a prompt of 60 tokens in a block of 64 gets 4
+    tokens, one of 63 exactly 1; one that fills the block is a clear ValueError."""
+    model = lively()
+    for P, n in ((60, 4), (63, 1)):
+        tokens, gen = generate(model, [[1] * P], 20, eot_id=96, temperature=0)
+        ref = greedy_alone(model, [1] * P, n)
+        assert 96 not in ref and tokens[0, P:].tolist() == ref and gen.shape == (1, P + n)
+    with pytest.raises(ValueError, match="prompt of 64 tokens leaves no room in block_size 64"):
+        generate(model, [[1] * 64], 20, eot_id=96, temperature=0)
+
+
+def test_generation_that_stops_early_returns_a_mask_as_long_as_the_tokens():
+    """When every row stops before N, tokens and mask are cut at the same step: equal shapes, the
+    last column the last row's end-of-text."""
+    model = lively()
+    prompts = [[5, 26, 87, 68], [24, 72, 29, 90, 47, 56], [91, 39, 52]]
+    P, ref = 6, [greedy_alone(model, p, 12) for p in prompts]
+    eot = next(t for t in range(97) if all(t in r for r in ref) and len({r.index(t) for r in ref}) > 1)
+    first = [r.index(eot) for r in ref]
+    tokens, gen = generate(model, prompts, 12, eot_id=eot, temperature=0)
+    assert max(first) < 11 and tokens.shape == gen.shape == (3, P + max(first) + 1)
+    assert gen.sum(1).tolist() == [f + 1 for f in first]
+    assert tokens[0, P:].tolist() == ref[0][:first[0] + 1] + [eot] * (max(first) - first[0])
