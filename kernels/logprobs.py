@@ -302,6 +302,135 @@ def token_kl(logits, ref_logits):
     return _EntropyKL.apply(logits, ref_logits.detach(), 1.0)
 
 
+# ----------------------------------------------------------------------------- from hidden states
+# Log-probs straight from the final hidden states h (N, C) and the tied unembedding W (V, C), never
+# holding the (N, V) logits: Liger-Kernel's "fused linear cross-entropy" idea, written here from
+# scratch. Rows are taken `chunk` at a time; each chunk's logits z_c = h_c W^T are made, reduced to
+# (lse, log p(target), entropy) and dropped. The backward makes them again from the saved h, W and lse:
+#
+#     dz_c = (g_lp (onehot(t) - p) - g_H p (log p + H)) / tau        (chunk, V)
+#     dh_c = dz_c W                                                  (chunk, C)
+#     dW  += dz_c^T h_c                                              (V, C), accumulated over chunks
+#
+# Memory. Unfused, at N tokens, V entries, b bytes per logit (autocast: 2; else 4):
+#     logits N V b  +  their fp32 copy (.float()) N V 4 when b = 2  +  log_softmax N V 4 (saved)
+#     +  the gradient N V 4 (and N V b at the matmul)                = about 3 N V 4 + 2 N V b at its peak
+# N = 16,384, V = 50,257: N V = 823.4M entries, so an (N, V) fp32 tensor is 3.29 GB and bf16 1.65 GB;
+#     fp32: logits 3.29 + log_softmax 3.29 + grad 3.29                             ~  9.9 GB
+#     bf16: logits 1.65 + fp32 copy 3.29 + log_softmax 3.29 + grad 3.29 + 1.65     ~ 13.2 GB
+# Fused: about 4 (chunk, V) fp32 tensors (z, p, dz, and one temporary) plus dW (V, C) fp32, which
+# the weight's own gradient needs anyway:
+#     chunk 1024: 4 * 1024 * 50,257 * 4 B = 0.82 GB (fp32; bf16 chunks shave ~0.1 GB), whatever N;
+#     peak bytes ~ 16 chunk V + 4 V C: at C = 768 that is 0.82 + 0.15 GB, a 10x (fp32) / 13x (bf16) cut.
+# The price is one more (N, V, C) matmul in the backward (the logits made again): 4 instead of 3.
+
+
+def hidden_logprobs_ref(h, W, targets, temperature=1.0, entropy=False):
+    """The plain path: log softmax(h W^T / temperature)[target], (N, C), (V, C), (N,) -> (N,) fp32 (or float64);
+    with entropy=True also the entropy of each row, (N,)."""
+    logits = h @ W.t()
+    logp = token_logprobs_ref(logits, targets, temperature)
+    return (logp, token_entropy_ref(logits, temperature)) if entropy else logp
+
+
+def _mm_dtype(h, W):
+    """The dtype of the chunk matmuls: autocast's where it is on (bf16 on CUDA), else the inputs'."""
+    dev = h.device.type
+    if torch.is_autocast_enabled(dev):
+        return torch.get_autocast_dtype(dev)
+    return torch.promote_types(h.dtype, W.dtype)
+
+
+def _chunk_stats(z, tgt, temperature, want_entropy):
+    """(lse, logp, entropy or None) of the chunk's logits z (n, V), math in fp32 (float64 stays float64).
+    On CUDA (not float64) the Triton kernels of this file read z once each; elsewhere PyTorch."""
+    n, V = z.shape
+    if use_triton(z) and z.dtype != torch.float64:
+        stats = torch.empty(n, 2, device=z.device, dtype=torch.float32)
+        logp = torch.empty(n, device=z.device, dtype=torch.float32)
+        _logprobs_fwd_kernel[(n,)](z, tgt, stats, logp, z.stride(0), V, temperature, BLOCK_V=_block_v(V))
+        ent = None
+        if want_entropy:
+            ent, dummy = torch.empty(n, device=z.device, dtype=torch.float32), torch.empty_like(stats)
+            _entropy_kl_fwd_kernel[(n,)](z, z, dummy, dummy, ent, z.stride(0), z.stride(0), V, temperature,
+                                         HAS_REF=False, BLOCK_V=_block_v(V))
+        return stats[:, 0] + stats[:, 1], logp, ent
+    x = _fp32(z) / temperature
+    lse = torch.logsumexp(x, -1)  # (n,)
+    logp = x.gather(-1, tgt[:, None]).squeeze(-1) - lse
+    ent = None
+    if want_entropy:
+        p = torch.exp(x - lse[:, None])
+        ent = lse - (p * x).sum(-1)  # H = -sum p (x - lse) = lse - sum p x
+    return lse, logp, ent
+
+
+class _HiddenLogprobs(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h, W, targets, temperature, want_entropy, chunk):
+        N = h.size(0)
+        mm = _mm_dtype(h, W)
+        out_dtype = torch.promote_types(torch.promote_types(h.dtype, W.dtype), torch.float32)
+        lse, logp = (torch.empty(N, device=h.device, dtype=out_dtype) for _ in range(2))
+        ent = torch.empty(N, device=h.device, dtype=out_dtype) if want_entropy else None
+        with torch.autocast(h.device.type, enabled=False):
+            Wm = W.to(mm)
+            for i in range(0, N, chunk):
+                z = h[i:i + chunk].to(mm) @ Wm.t()  # (chunk, V): the only logits that exist
+                l, lp, e = _chunk_stats(z, targets[i:i + chunk], temperature, want_entropy)
+                lse[i:i + chunk], logp[i:i + chunk] = l, lp
+                if want_entropy:
+                    ent[i:i + chunk] = e
+        ctx.save_for_backward(h, W, targets, lse, ent if want_entropy else lse)
+        ctx.temperature, ctx.want_entropy, ctx.chunk, ctx.mm = temperature, want_entropy, chunk, mm
+        if want_entropy:
+            return logp, ent
+        return logp
+
+    @staticmethod
+    def backward(ctx, dlogp, dent=None):
+        h, W, targets, lse, ent = ctx.saved_tensors
+        tau, chunk, mm = ctx.temperature, ctx.chunk, ctx.mm
+        N = h.size(0)
+        need_h, need_W = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        acc = torch.promote_types(W.dtype, torch.float32)
+        dh = torch.empty_like(h) if need_h else None
+        dW = torch.zeros(W.shape, device=W.device, dtype=acc) if need_W else None
+        g_lp = torch.zeros_like(lse) if dlogp is None else dlogp.to(lse.dtype)
+        g_H = None if not ctx.want_entropy or dent is None else dent.to(lse.dtype)
+        with torch.autocast(h.device.type, enabled=False):
+            Wm = W.to(mm)
+            for i in range(0, N, chunk):
+                hc = h[i:i + chunk].to(mm)
+                x = _fp32(hc @ Wm.t()) / tau  # (chunk, V), made again
+                logp_all = x - lse[i:i + chunk, None]
+                p = torch.exp(logp_all)  # softmax
+                dz = p.mul_(-g_lp[i:i + chunk, None])  # -g p ...
+                if g_H is not None:  # ... - g_H p (log p + H)
+                    dz.sub_(torch.exp(logp_all).mul_(logp_all.add_(ent[i:i + chunk, None])).mul_(g_H[i:i + chunk, None]))
+                dz.scatter_add_(1, targets[i:i + chunk, None], g_lp[i:i + chunk, None])  # + g onehot(t)
+                dz = dz.div_(tau).to(mm)
+                if need_h:
+                    dh[i:i + chunk] = (dz @ Wm).to(h.dtype)
+                if need_W:
+                    dW.add_((dz.t() @ hc).to(acc))  # fp32 accumulation across chunks
+        return dh, None if dW is None else dW.to(W.dtype), None, None, None, None
+
+
+def hidden_logprobs(h, W, targets, temperature=1.0, entropy=False, chunk=1024):
+    """log softmax(h W^T / temperature)[target] without the (N, V) logits (see above).
+    h (..., C) final hidden states (after ln_f), W (V, C) the unembedding, targets (...) ints.
+    Returns fp32 (...) log-probs (float64 for float64 inputs); entropy=True: (log-probs, entropy).
+    Gradients reach h and W; the entropy's too. Peak memory O(chunk V), not O(N V)."""
+    lead = targets.shape
+    hh, tgt = h.reshape(-1, h.shape[-1]), targets.reshape(-1).long()
+    assert hh.size(0) == tgt.numel(), f"h {tuple(h.shape)} vs targets {tuple(lead)}"
+    out = _HiddenLogprobs.apply(hh, W, tgt, float(temperature), bool(entropy), int(chunk))
+    if entropy:
+        return out[0].view(lead), out[1].view(lead)
+    return out.view(lead)
+
+
 # ----------------------------------------------------------------------------- check and benchmark
 if __name__ == "__main__":
     device = "cuda" if torch.cuda.is_available() else "cpu"
