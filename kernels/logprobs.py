@@ -312,16 +312,21 @@ def token_kl(logits, ref_logits):
 #     dh_c = dz_c W                                                  (chunk, C)
 #     dW  += dz_c^T h_c                                              (V, C), accumulated over chunks
 #
-# Memory. Unfused, at N tokens, V entries, b bytes per logit (autocast: 2; else 4):
-#     logits N V b  +  their fp32 copy (.float()) N V 4 when b = 2  +  log_softmax N V 4 (saved)
-#     +  the gradient N V 4 (and N V b at the matmul)                = about 3 N V 4 + 2 N V b at its peak
-# N = 16,384, V = 50,257: N V = 823.4M entries, so an (N, V) fp32 tensor is 3.29 GB and bf16 1.65 GB;
-#     fp32: logits 3.29 + log_softmax 3.29 + grad 3.29                             ~  9.9 GB
-#     bf16: logits 1.65 + fp32 copy 3.29 + log_softmax 3.29 + grad 3.29 + 1.65     ~ 13.2 GB
-# Fused: about 4 (chunk, V) fp32 tensors (z, p, dz, and one temporary) plus dW (V, C) fp32, which
-# the weight's own gradient needs anyway:
-#     chunk 1024: 4 * 1024 * 50,257 * 4 B = 0.82 GB (fp32; bf16 chunks shave ~0.1 GB), whatever N;
-#     peak bytes ~ 16 chunk V + 4 V C: at C = 768 that is 0.82 + 0.15 GB, a 10x (fp32) / 13x (bf16) cut.
+# Memory, N tokens, V entries, C width; one (N, V) fp32 tensor is 4 N V bytes. At N = 16,384 and
+# V = 50,257, N V = 823.4M entries: 3.29 GB in fp32, 1.65 GB in bf16.
+#   unfused, log_softmax + gather (the CPU path, and the reference):
+#     fp32: logits + saved log_softmax + its gradient + the logits' gradient, ~3 live at the peak
+#           = 12 N V bytes                                                         = 9.9 GB
+#     bf16 (autocast): bf16 logits 2 N V + fp32 copy 4 N V + log_softmax 4 N V + fp32 gradients
+#           4 N V + 4 N V + the bf16 gradient 2 N V, ~16 N V bytes at the peak      = 13.2 GB
+#     (the Triton token_logprobs on (N, V) logits saves no log_softmax: ~8 N V bf16, 6.6 GB)
+#   fused, chunk rows at a time (hidden_chunk: 2**25 logits, 667 rows at V = 50,257):
+#     ~3 fp32 (chunk, V) tensors + dW and one (V, C) product in fp32
+#           = 12 chunk V + 8 V C bytes, whatever N: 0.40 + 0.31 GB = 0.71 GB at C = 768, fp32 or
+#           bf16 (a bf16 chunk adds 2 chunk V = 0.07 GB): 14x (fp32) / 19x (bf16) less than unfused.
+# Measured on CPU (2 cores, GPT-2-small width, one AdamW step, N = 4,096): peak RSS 5.45 GB fused
+# against 7.62 GB plain, 30.2 s against 28.0 s. kernels/bench.py bench_hidden_logprobs measures the
+# CUDA peaks with torch.cuda.max_memory_allocated (not run: no GPU here).
 # The price is one more (N, V, C) matmul in the backward (the logits made again): 4 instead of 3.
 
 
@@ -355,13 +360,14 @@ def _chunk_stats(z, tgt, temperature, want_entropy):
             _entropy_kl_fwd_kernel[(n,)](z, z, dummy, dummy, ent, z.stride(0), z.stride(0), V, temperature,
                                          HAS_REF=False, BLOCK_V=_block_v(V))
         return stats[:, 0] + stats[:, 1], logp, ent
-    x = _fp32(z) / temperature
+    x = _fp32(z)
+    if temperature != 1.0:
+        x = x.div_(temperature) if x is not z else x / temperature
     lse = torch.logsumexp(x, -1)  # (n,)
     logp = x.gather(-1, tgt[:, None]).squeeze(-1) - lse
     ent = None
-    if want_entropy:
-        p = torch.exp(x - lse[:, None])
-        ent = lse - (p * x).sum(-1)  # H = -sum p (x - lse) = lse - sum p x
+    if want_entropy:  # H = -sum p (x - lse) = lse - sum p x
+        ent = lse - (torch.softmax(x, -1) * x).sum(-1)
     return lse, logp, ent
 
 
@@ -383,6 +389,7 @@ class _HiddenLogprobs(torch.autograd.Function):
                     ent[i:i + chunk] = e
         ctx.save_for_backward(h, W, targets, lse, ent if want_entropy else lse)
         ctx.temperature, ctx.want_entropy, ctx.chunk, ctx.mm = temperature, want_entropy, chunk, mm
+        ctx.set_materialize_grads(False)  # an unused entropy gets None, not an (N,) of zeros to multiply
         if want_entropy:
             return logp, ent
         return logp
@@ -402,12 +409,20 @@ class _HiddenLogprobs(torch.autograd.Function):
             Wm = W.to(mm)
             for i in range(0, N, chunk):
                 hc = h[i:i + chunk].to(mm)
-                x = _fp32(hc @ Wm.t()) / tau  # (chunk, V), made again
-                logp_all = x - lse[i:i + chunk, None]
-                p = torch.exp(logp_all)  # softmax
-                dz = p.mul_(-g_lp[i:i + chunk, None])  # -g p ...
-                if g_H is not None:  # ... - g_H p (log p + H)
-                    dz.sub_(torch.exp(logp_all).mul_(logp_all.add_(ent[i:i + chunk, None])).mul_(g_H[i:i + chunk, None]))
+                x = _fp32(hc @ Wm.t())  # (chunk, V), made again; in place from here on
+                if tau != 1.0:
+                    x.div_(tau)
+                logp_all = x.sub_(lse[i:i + chunk, None])  # log softmax
+                ent_term = None
+                if g_H is not None:  # - g_H p (log p + H), p log p := 0 where p = 0
+                    ent_term = (logp_all + ent[i:i + chunk, None]).mul_(g_H[i:i + chunk, None])
+                dz = logp_all.exp_()  # softmax p
+                if ent_term is not None:
+                    ent_term.mul_(dz)
+                dz.mul_(-g_lp[i:i + chunk, None])  # -g p ...
+                if ent_term is not None:
+                    dz.sub_(ent_term)
+                    del ent_term
                 dz.scatter_add_(1, targets[i:i + chunk, None], g_lp[i:i + chunk, None])  # + g onehot(t)
                 dz = dz.div_(tau).to(mm)
                 if need_h:
@@ -417,7 +432,12 @@ class _HiddenLogprobs(torch.autograd.Function):
         return dh, None if dW is None else dW.to(W.dtype), None, None, None, None
 
 
-def hidden_logprobs(h, W, targets, temperature=1.0, entropy=False, chunk=1024):
+def hidden_chunk(V):
+    """Rows per chunk: about 2**25 logits (128 MiB in fp32) a chunk, 667 rows at V = 50257."""
+    return max(1, 2**25 // max(V, 1))
+
+
+def hidden_logprobs(h, W, targets, temperature=1.0, entropy=False, chunk=None):
     """log softmax(h W^T / temperature)[target] without the (N, V) logits (see above).
     h (..., C) final hidden states (after ln_f), W (V, C) the unembedding, targets (...) ints.
     Returns fp32 (...) log-probs (float64 for float64 inputs); entropy=True: (log-probs, entropy).
@@ -425,6 +445,7 @@ def hidden_logprobs(h, W, targets, temperature=1.0, entropy=False, chunk=1024):
     lead = targets.shape
     hh, tgt = h.reshape(-1, h.shape[-1]), targets.reshape(-1).long()
     assert hh.size(0) == tgt.numel(), f"h {tuple(h.shape)} vs targets {tuple(lead)}"
+    chunk = hidden_chunk(W.size(0)) if chunk is None else chunk
     out = _HiddenLogprobs.apply(hh, W, tgt, float(temperature), bool(entropy), int(chunk))
     if entropy:
         return out[0].view(lead), out[1].view(lead)
