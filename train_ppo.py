@@ -52,7 +52,6 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from kernels import token_entropy, token_logprobs
 from nanorlhf import data as jdata
 from nanorlhf import world
 from nanorlhf.batching import encode_prompt, heldout_stream, pad_right, pretrain_batch
@@ -63,8 +62,8 @@ from nanorlhf.run import (Progress, Stop, autocast, catch_signals, check_finite,
                           write_metrics)
 from nanorlhf.errors import UserError, exit_on_user_error
 from nanorlhf.evaluate import POLICY_KEYS, POLICY_NOTES, evaluate_policy, has_gold, mean_gold
-from nanorlhf.losses import (adaptive_kl_update, gae, grpo_advantages, k3_kl, kl_shaped_rewards, lm_loss, masked_mean,
-                             masked_whiten, ppo_policy_loss, ppo_value_loss, rloo_advantages)
+from nanorlhf.losses import (adaptive_kl_update, gae, grpo_advantages, k3_kl, kl_shaped_rewards, masked_mean, masked_whiten,
+                             model_lm_loss, model_logprobs, ppo_policy_loss, ppo_value_loss, rloo_advantages)
 from nanorlhf.model import generate
 from nanorlhf.tokenizer import fingerprint
 
@@ -129,14 +128,14 @@ def response_index(start, Tr):
     return (start - 1)[:, None] + torch.arange(Tr, device=start.device)[None]
 
 
-def policy_forward(model, ids, start, Tr, temperature, device):
-    """Log-probs (B, Tr) of the response tokens and the gathered logits (B, Tr, V), computed at the
-    SAMPLING temperature: with any other temperature the PPO ratio is not pi/pi_old."""
+def policy_forward(model, ids, start, Tr, temperature, device, entropy=False):
+    """Log-probs (B, Tr) of the response tokens, computed at the SAMPLING temperature (with any other
+    temperature the PPO ratio is not pi/pi_old); entropy=True: (log-probs, detached entropy (B, Tr)),
+    from the same pass. The head runs at these positions only; fused, no (B, Tr, V) logits at all."""
     idx = response_index(start, Tr).clamp(max=ids.size(1) - 2)
-    with autocast(device):
-        logits = model(ids[:, :-1], head_at=idx).float()  # (B, Tr, V): the LM head at these positions only
     targets = ids[:, 1:].gather(1, idx)  # (B, Tr)
-    return token_logprobs(logits, targets, temperature), logits
+    with autocast(device):
+        return model_logprobs(model, ids[:, :-1], targets, temperature, head_at=idx, entropy=entropy)
 
 
 def value_forward(value_model, ids, start, Tr, device):
@@ -174,8 +173,8 @@ def rollout(args, it, rank, device, enc, prompts, policy, ref, rm, value_model, 
         Tr = int((lengths - start).max())
         mask = torch.arange(Tr, device=device)[None] < (lengths - start)[:, None]  # (b, Tr) response tokens
         with torch.no_grad():  # constants of the update (a block: mutmut 3 skips decorated functions)
-            logp, _ = policy_forward(policy, ids, start, Tr, args.temperature, device)
-            ref_logp, _ = policy_forward(ref, ids, start, Tr, args.temperature, device)
+            logp = policy_forward(policy, ids, start, Tr, args.temperature, device)
+            ref_logp = policy_forward(ref, ids, start, Tr, args.temperature, device)
             values = value_forward(value_model, ids, start, Tr, device) if value_model is not None else None
             with autocast(device):
                 score = rm(ids, lengths=lengths).float()  # (b,) r_theta(x, y) at the last token
@@ -219,7 +218,8 @@ def ppo_update(args, it, roll, ddp_policy, ddp_value, opt, params, train_stream,
             opt.zero_grad(set_to_none=True)
             # With ptx, the policy's gradient is synced across ranks once, by the ptx backward.
             with ddp_policy.no_sync() if args.ptx_coef > 0 and hasattr(ddp_policy, "no_sync") else nullcontext():
-                logp, logits = policy_forward(ddp_policy, r["ids"], r["start"], r["Tr"], args.temperature, device)
+                logp, ent = policy_forward(ddp_policy, r["ids"], r["start"], r["Tr"], args.temperature, device,
+                                           entropy=True)
                 pg_loss, pg_stats = ppo_policy_loss(logp, r["logp"], r["adv"], r["mask"], args.clip)
                 kl_loss = masked_mean(k3_kl(logp, r["ref_logp"], r["mask"]), r["mask"])  # GRPO's KL term
                 loss = pg_loss + beta * kl_loss if args.advantage == "grpo" else pg_loss
@@ -230,9 +230,9 @@ def ppo_update(args, it, roll, ddp_policy, ddp_value, opt, params, train_stream,
             if args.ptx_coef > 0:  # + gamma * E_pretrain[log pi(x)]  (PPO-ptx)
                 T = min(128, getattr(ddp_policy, "module", ddp_policy).config.block_size - 1)  # a window the policy can read
                 xy = pretrain_batch(train_stream, args.ptx_batch, T, np.random.default_rng([args.seed, it, epoch, j]))
-                with autocast(device):
-                    ptx_logits = ddp_policy(xy[:, :-1].to(device))
-                ptx = lm_loss(ptx_logits.float(), xy[:, 1:].to(device), torch.ones_like(xy[:, 1:], dtype=torch.bool))
+                with autocast(device):  # no (B, T, V) logits when fused
+                    ptx = model_lm_loss(ddp_policy, xy[:, :-1].to(device), xy[:, 1:].to(device),
+                                        torch.ones_like(xy[:, 1:], dtype=torch.bool, device=device))
                 (args.ptx_coef * ptx).backward()
             vf_loss = torch.zeros(())
             if ddp_value is not None:
@@ -242,8 +242,7 @@ def ppo_update(args, it, roll, ddp_policy, ddp_value, opt, params, train_stream,
             # one guard before the update, on every term and the gradient (nothing is applied yet)
             check_finite(loss + vf_loss + ptx, "ppo", it, torch.nn.utils.clip_grad_norm_(params, 1.0))
             opt.step()
-            with torch.no_grad():
-                ent = masked_mean(token_entropy(logits.detach(), args.temperature), r["mask"]).item()
+            ent = masked_mean(ent, r["mask"]).item()  # the policy's entropy before this step
             stats.append([pg_loss.item(), vf_loss.item(), ptx.item(), ent, pg_stats["clipfrac"].item(),
                           pg_stats["approx_kl"].item(), kl_loss.item()])
     return dict(zip(["pg_loss", "vf_loss", "ptx_loss", "entropy", "clipfrac", "approx_kl", "k3_kl"],

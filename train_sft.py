@@ -32,7 +32,7 @@ from nanorlhf.run import (Progress, Stop, autocast, catch_signals, check_finite,
                           parse_run_args, seed_everything, stopped, trained_on, write_metrics)
 from nanorlhf.errors import UserError, exit_on_user_error
 from nanorlhf.evaluate import evaluate_model, gold_report, has_gold, win_rate
-from nanorlhf.losses import lm_loss
+from nanorlhf.losses import model_lm_loss
 from nanorlhf.model import GPT, GPTConfig
 from nanorlhf.tokenizer import get_tokenizer
 
@@ -112,9 +112,8 @@ def pretrain(run, model, enc, docs, state):
         xy = xy[rank * args.batch_size:(rank + 1) * args.batch_size].to(device)  # (B, T+1)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.pretrain_steps, args.pretrain_lr, warmup=50)
-        with autocast(device):
-            logits = ddp_model(xy[:, :-1])  # (B, T, V)
-        loss = lm_loss(logits.float(), xy[:, 1:], torch.ones_like(xy[:, 1:], dtype=torch.bool))
+        with autocast(device):  # no (B, T, V) logits when fused
+            loss = model_lm_loss(ddp_model, xy[:, :-1], xy[:, 1:], torch.ones_like(xy[:, 1:], dtype=torch.bool))
         loss.backward()
         check_finite(loss, "pretrain", step, torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
         opt.step()

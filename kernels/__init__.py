@@ -5,7 +5,8 @@ was set before import, in which case Triton's interpreter runs the kernels on CP
 (see kernels/_dispatch.py). `python -m kernels.bench` benchmarks them on a GPU.
 """
 from .flash_attention import flash_attention, flash_attention_ref
-from .logprobs import token_entropy, token_entropy_ref, token_kl, token_kl_ref, token_logprobs, token_logprobs_ref
+from .logprobs import (hidden_logprobs, hidden_logprobs_ref, token_entropy, token_entropy_ref, token_kl, token_kl_ref,
+                       token_logprobs, token_logprobs_ref)
 
 __all__ = [
     "flash_attention",
@@ -16,4 +17,6 @@ __all__ = [
     "token_entropy_ref",
     "token_kl",
     "token_kl_ref",
+    "hidden_logprobs",
+    "hidden_logprobs_ref",
 ]

@@ -33,6 +33,20 @@ else:
 INTERPRET = HAS_TRITON and os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+# Log-probs straight from hidden states (kernels.hidden_logprobs: no (N, V) logits) where a script
+# only needs log pi(y): NANORLHF_FUSED_LOGPROBS=1 always, 0 never (the plain head + log_softmax),
+# "auto" (default): on, on CUDA and CPU alike (on CPU at GPT-2-small width it cut the peak RSS of
+# a 4,096-token step from 7.6 to 5.5 GB for 8% more time: kernels/logprobs.py, bench/gpt2_small.py).
+FUSED_LOGPROBS = os.environ.get("NANORLHF_FUSED_LOGPROBS", "auto")
+
+
+def use_fused_logprobs(x):
+    """True when log-probs of tensor x's device should come from hidden states (see above)."""
+    if FUSED_LOGPROBS not in ("auto", "0", "1"):
+        raise ValueError(f"NANORLHF_FUSED_LOGPROBS must be auto, 0 or 1, got {FUSED_LOGPROBS!r}")
+    return FUSED_LOGPROBS != "0"
+
+
 def use_triton(x):
     """True when the Triton kernel should handle tensor x (see the rule above)."""
     return HAS_TRITON and (x.is_cuda or INTERPRET)

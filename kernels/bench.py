@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .flash_attention import flash_attention
-from .logprobs import token_logprobs, token_logprobs_ref
+from .logprobs import hidden_logprobs, hidden_logprobs_ref, token_logprobs, token_logprobs_ref
 
 
 def measure(fn, grads=()):
@@ -82,6 +82,26 @@ def bench_logprobs(N=16384, V=50257):
             print(f"| {name} | {pass_} | {ms:.3f} | {traffic / ms * 1e3:.0f} | {peak:.0f} |")
 
 
+def bench_hidden_logprobs(N=16384, V=50257, C=768, chunk=1024):
+    """Fused log-probs from hidden states (no (N, V) logits) against the plain head + log_softmax, under bf16
+    autocast and in fp32. The docstring of kernels/logprobs.py predicts ~9.9 GB (fp32) / ~13 GB (bf16)
+    unfused and under 1 GB fused at these sizes; the peak column (torch.cuda.max_memory_allocated) checks it."""
+    h = torch.randn(N, C, device="cuda", requires_grad=True)
+    W = (0.02 * torch.randn(V, C, device="cuda")).requires_grad_()
+    y = torch.randint(0, V, (N,), device="cuda")
+    print(f"\n| log-probs from hidden states (N = {N}, V = {V}, C = {C}) | dtype | pass | ms | peak MiB |")
+    print("|---|---|---|---:|---:|")
+    for dtype in (torch.float32, torch.bfloat16):
+        for name, fn in (("fused", lambda: hidden_logprobs(h, W, y, chunk=chunk)),
+                         ("h @ W.T + log_softmax + gather", lambda: hidden_logprobs_ref(h, W, y))):
+            def run(fn=fn, dtype=dtype):
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+                    return fn()
+            for pass_, f, grads in (("fwd", run, ()), ("fwd+bwd", lambda run=run: run().sum().backward(), (h, W))):
+                ms, peak = measure(f, grads)
+                print(f"| {name} | {str(dtype)[6:]} | {pass_} | {ms:.3f} | {peak:.0f} |")
+
+
 if __name__ == "__main__":
     if not torch.cuda.is_available():
         print("CUDA is not available: nothing to benchmark. To check the kernels on CPU instead, run")
@@ -91,3 +111,4 @@ if __name__ == "__main__":
     print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}")
     bench_attention()
     bench_logprobs()
+    bench_hidden_logprobs()

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from nanorlhf.errors import UserError
-from nanorlhf.losses import lm_loss
+from nanorlhf.losses import lm_loss, model_lm_loss
 from nanorlhf.run import autocast
 from nanorlhf.tokenizer import PROMPT, RESPONSE, encode
 
@@ -44,9 +44,9 @@ def response_nll(model, examples, pad, device):
     over response tokens and the end-of-text, token count)."""
     ids, mask = response_batch(examples, pad, device)  # (B, T), (B, T-1) response targets
     with autocast(device):
-        logits = model(ids[:, :-1])  # (B, T-1, V)
+        loss = model_lm_loss(model, ids[:, :-1], ids[:, 1:], mask)  # no (B, T-1, V) logits when fused
     n = mask.sum()
-    return lm_loss(logits.float(), ids[:, 1:], mask) * n, int(n)
+    return loss * n, int(n)
 
 
 def heldout_stream(enc, docs, every=20):

@@ -27,8 +27,8 @@ Every `mask` marks the real tokens; it may be bool or 0/1 float.
 import torch
 import torch.nn.functional as F
 
-from kernels import token_logprobs
-from kernels._dispatch import use_triton
+from kernels import hidden_logprobs, token_entropy, token_logprobs
+from kernels._dispatch import use_fused_logprobs, use_triton
 
 
 def masked_mean(x, mask, dim=None):
@@ -70,6 +70,37 @@ def lm_loss(logits, targets, mask):
     # division by a temperature of 1, a pass over the (B, T, V) logits each way (profiled on CPU).
     nll = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="none")  # (B*T,)
     return masked_mean(nll.view_as(targets), mask)
+
+
+def unembedding(model):
+    """The (V, C) head weight of a policy (tied to wte), through a DistributedDataParallel wrapper."""
+    return getattr(model, "module", model).lm_head.weight
+
+
+def model_logprobs(model, idx, targets, temperature=1.0, head_at=None, entropy=False):
+    """log pi(targets) of a policy on idx (B, T): targets (B, T) for every position, or (B, K) read at
+    head_at (B, K). entropy=True: also the entropy (B, T or K) of each position, detached (a statistic).
+    Fused (kernels._dispatch.use_fused_logprobs): from the hidden states, no (B, T, V) logits; else the
+    logits and kernels.token_logprobs. Call it inside the autocast of the model's forward."""
+    if use_fused_logprobs(idx):
+        h = model(idx, head_at=head_at, return_hidden=True)  # (B, T or K, C)
+        out = hidden_logprobs(h, unembedding(model), targets, temperature, entropy=entropy)
+        return (out[0], out[1].detach()) if entropy else out
+    logits = model(idx, head_at=head_at).float()  # (B, T or K, V)
+    logp = token_logprobs(logits, targets, temperature)
+    if not entropy:
+        return logp
+    with torch.no_grad():
+        return logp, token_entropy(logits, temperature)
+
+
+def model_lm_loss(model, idx, targets, mask):
+    """lm_loss of a policy on idx (B, T) against targets (B, T): through model_logprobs when fused,
+    else lm_loss of the logits (F.cross_entropy on CPU). Inside the autocast of the forward."""
+    if use_fused_logprobs(idx):
+        targets = torch.where(mask.bool(), targets, 0)
+        return -masked_mean(model_logprobs(model, idx, targets), mask)
+    return lm_loss(model(idx).float(), targets, mask)
 
 
 def rm_ranking_loss(rewards, k):

@@ -148,7 +148,9 @@ class GPT(nn.Module):
     def forward(self, idx, attn_mask=None, pos=None, caches=None, return_hidden=False, lengths=None, head_at=None):
         """idx: (B, T) token ids. attn_mask: optional bool (B, 1, T, Tk) of allowed keys (padding);
         pos: optional (B, T) positions (default 0..T-1); caches: list of KVCache for generation.
-        Returns logits (B, T, V), or scores (B, T) with a scalar head, or hidden states (B, T, C).
+        Returns logits (B, T, V), or scores (B, T) with a scalar head, or with return_hidden the final
+        hidden states (B, T, C) (after ln_f, before the head; at head_at: (B, K, C)), which
+        kernels.hidden_logprobs turns into log-probs without the (B, T, V) logits.
         head_at: optional (B, K) time steps; the head is applied only there, giving (B, K, V) or (B, K).
         PPO reads the logits of 32 response tokens out of 63 and generation those of the last one:
         at V 4096 the unembedding is the largest matmul of the model, and the (B, T, V) logits it
@@ -164,12 +166,12 @@ class GPT(nn.Module):
         for i, block in enumerate(self.transformer.h):
             x = block(x, attn_mask, None if caches is None else caches[i])
         x = self.transformer.ln_f(x)  # (B, T, C)
-        if return_hidden:
-            return x
         if lengths is not None:
             head_at = (lengths - 1).clamp(min=0).unsqueeze(1)  # (B, 1) each row's last real token
         if head_at is not None:
             x = x.gather(1, head_at.unsqueeze(-1).expand(-1, -1, x.size(-1)))  # (B, K, C)
+        if return_hidden:
+            return x
         if not self.config.scalar_head:
             return self.lm_head(x)  # (B, T or K, V)
         s = self.score_head(x).squeeze(-1)  # (B, T or K)

@@ -413,3 +413,22 @@ def test_huge_shape_is_refused_without_allocating(tmp_path):
     rewrite_header(p, lambda h: h["a"].update(shape=[10**6, 10**6]))
     with pytest.raises(WeightsError, match=r"'a': shape \[1000000, 1000000\] of F32 needs 4000000000000 bytes"):
         _read_safetensors(str(p))
+
+
+# -----------------------------------------------------------------------------
+# bench/gpt2_small.py at a reduced size: GPT-2's 50,257-entry vocabulary (a padded embedding of
+# 50,304 rows), 2 layers of width 64, SFT -> RM -> PPO with the fused log-probs on and off
+
+def test_gpt2_small_bench_runs_at_reduced_size(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gpt2_small", os.path.join(ROOT, "bench", "gpt2_small.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.main(["--small", "--out", str(tmp_path), "--pad-to", "50304", "--sft-steps", "2", "--batch-size", "2",
+                       "--rm-steps", "1", "--ppo-iterations", "1", "--rollout-size", "4"])
+    assert [(r[0], r[1]) for r in rows] == [(s, m) for m in ("fused", "plain") for s in ("sft", "rm", "ppo")]
+    assert all(n >= 1 and sps > 0 and rss > 0 for _, _, n, sps, rss in rows)
+    enc = get_tokenizer(str(tmp_path / "gpt2"))
+    assert enc.n_vocab == 50257 + 2 and enc.eot_token == 50256  # GPT-2's size, our two separators after it
+    ckpt = torch.load(tmp_path / "run1" / "ppo" / "model.pt", weights_only=True)
+    assert ckpt["config"]["vocab_size"] == 50259  # the 50,304-row embedding was cut, then grown by two

@@ -26,6 +26,8 @@ from hypothesis import example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from kernels import (  # noqa: E402
+    hidden_logprobs,
+    hidden_logprobs_ref,
     flash_attention,
     flash_attention_ref,
     token_entropy,
@@ -279,6 +281,77 @@ def test_gpt2_vocabulary(dtype):
     check_against_reference(token_logprobs, token_logprobs_ref, logits, targets, 0.8, atol=1e-4, rtol=1e-5)
     check_against_reference(token_entropy, token_entropy_ref, logits, 0.8, atol=1e-4, rtol=1e-4)
     check_against_reference(token_kl, token_kl_ref, logits, ref_logits, atol=1e-4, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- log-probs from hidden states
+# hidden_logprobs never holds the (N, V) logits: chunks of rows, logits made again in the backward.
+# float64 runs its PyTorch chunks (the Triton kernels compute in fp32), so values and gradients
+# (dh, dW) are checked to ~1e-10; fp32 runs the Triton chunk kernels under the interpreter.
+
+def hidden_case(seed, N, C, V, dtype=torch.float64, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    h = (scale * torch.randn(N, C, generator=g)).to(DEVICE, dtype).requires_grad_()
+    W = torch.randn(V, C, generator=g).to(DEVICE, dtype).requires_grad_()
+    y = torch.randint(0, V, (N,), generator=g).to(DEVICE)
+    g_lp, g_H = torch.randn(N, generator=g).to(DEVICE, dtype), torch.randn(N, generator=g).to(DEVICE, dtype)
+    return h, W, y, g_lp, g_H
+
+
+def hidden_value_and_grads(fn, h, W, y, g_lp, g_H, temperature, entropy, **kw):
+    out = fn(h, W, y, temperature, entropy=entropy, **kw)
+    outs = out if entropy else (out,)
+    loss = (outs[0] * g_lp).sum() + ((outs[1] * g_H).sum() if entropy else 0)
+    return outs, torch.autograd.grad(loss, (h, W))
+
+
+@settings(max_examples=60)
+@given(seed=seeds, N=st.one_of(st.sampled_from([1, 7, 8, 9, 33]), st.integers(1, 40)), C=st.sampled_from([1, 3, 16]),
+       V=vocab_sizes, chunk=st.sampled_from([1, 4, 8, 1024]), temperature=temperatures, scale=logit_scales,
+       entropy=st.booleans())
+@example(seed=0, N=9, C=3, V=251, chunk=4, temperature=1.0, scale=1.0, entropy=True)  # N not a multiple of chunk
+def test_hidden_logprobs_matches_reference_float64(seed, N, C, V, chunk, temperature, scale, entropy):
+    """Values, entropy and both gradients (dh, dW) against log_softmax(h @ W.T).gather in float64."""
+    h, W, y, g_lp, g_H = hidden_case(seed, N, C, V, scale=scale)
+    got, (dh, dW) = hidden_value_and_grads(hidden_logprobs, h, W, y, g_lp, g_H, temperature, entropy, chunk=chunk)
+    want, (dh_ref, dW_ref) = hidden_value_and_grads(hidden_logprobs_ref, h, W, y, g_lp, g_H, temperature, entropy)
+    what = f"(N={N} C={C} V={V} chunk={chunk} tau={temperature} scale={scale})"
+    for name, a, e in zip(("logp", "entropy"), got, want):
+        assert a.dtype == torch.float64 and a.shape == (N,)
+        assert_close(a, e, 1e-10, 1e-10, f"{name} {what}")
+    assert_close(dh, dh_ref, 1e-9, 1e-9, f"dh {what}")
+    assert_close(dW, dW_ref, 1e-9, 1e-9, f"dW {what}")
+
+
+@settings(max_examples=10)  # the Triton chunk kernels in the interpreter
+@given(seed=seeds, N=st.integers(1, 12), V=st.sampled_from([1, 97, 300]), chunk=st.sampled_from([5, 64]),
+       temperature=temperatures)
+@example(seed=1, N=12, V=97, chunk=5, temperature=0.7)  # three chunks, the last one short
+def test_hidden_logprobs_fp32_chunks(seed, N, V, chunk, temperature):
+    """fp32: the Triton chunk kernels (on CUDA, or the interpreter) against the float64 reference."""
+    h, W, y, g_lp, g_H = hidden_case(seed, N, 8, V, dtype=torch.float32)
+    got, (dh, dW) = hidden_value_and_grads(hidden_logprobs, h, W, y, g_lp, g_H, temperature, True, chunk=chunk)
+    args64 = [t.detach().double().requires_grad_(t.requires_grad) for t in (h, W)]
+    want, (dh_ref, dW_ref) = hidden_value_and_grads(hidden_logprobs_ref, *args64, y, g_lp.double(), g_H.double(),
+                                                    temperature, True)
+    assert got[0].dtype == torch.float32 and dh.dtype == dW.dtype == torch.float32
+    for name, a, e in zip(("logp", "entropy"), got, want):
+        assert_close(a, e, 1e-4, 1e-5, name)
+    assert_close(dh, dh_ref, 1e-4, 1e-4, "dh")
+    assert_close(dW, dW_ref, 1e-4, 1e-4, "dW")
+
+
+def test_hidden_logprobs_gpt2_vocabulary_and_lead_shape():
+    """V = 50257 (prime to every chunking), (B, T) targets, 13 rows in chunks of 4, float64."""
+    h, W, y, g_lp, g_H = hidden_case(3, 13, 4, 50257)
+    got, (dh, dW) = hidden_value_and_grads(lambda h, W, y, *a, **k: hidden_logprobs(h.view(1, 13, 4), W, y.view(1, 13),
+                                                                                   *a, **k, chunk=4),
+                                           h, W, y, g_lp.view(1, 13), g_H.view(1, 13), 0.8, True)
+    want, (dh_ref, dW_ref) = hidden_value_and_grads(hidden_logprobs_ref, h, W, y, g_lp, g_H, 0.8, True)
+    assert got[0].shape == got[1].shape == (1, 13)
+    for a, e in zip(got, want):
+        assert_close(a.flatten(), e, 1e-10, 1e-10)
+    assert_close(dh, dh_ref, 1e-9, 1e-9, "dh")
+    assert_close(dW, dW_ref, 1e-9, 1e-9, "dW")
 
 
 # ----------------------------------------------------------------------------- dispatch

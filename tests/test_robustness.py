@@ -333,7 +333,7 @@ for j in range(3):
     r = dict(ids=ids[rows], start=torch.full((h,), 3), Tr=5, mask=torch.ones(h, 5, dtype=torch.bool), adv=adv[rows],
              ret=ret[rows])
     with torch.no_grad():
-        r["logp"] = train_ppo.policy_forward(policy, r["ids"], r["start"], 5, 0.8, device)[0]
+        r["logp"] = train_ppo.policy_forward(policy, r["ids"], r["start"], 5, 0.8, device)
         r["values"] = train_ppo.value_forward(value, r["ids"], r["start"], 5, device)
     r["ref_logp"] = r["logp"]  # the reference is the starting policy (only logged: the KL is not in this loss)
     roll.append(r)

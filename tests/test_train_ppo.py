@@ -46,14 +46,16 @@ def test_policy_and_value_forward_read_the_positions_predicting_each_response_to
     ids = torch.tensor([p + r + [0] * (T - len(p) - len(r)) for p, r in rows])  # right-padded
     start = torch.tensor([len(p) for p, _ in rows])
     Tr = max(len(r) for _, r in rows)
-    logp, logits = train_ppo.policy_forward(policy, ids, start, Tr, 0.7, CPU)
+    logp, ent = train_ppo.policy_forward(policy, ids, start, Tr, 0.7, CPU, entropy=True)
+    assert torch.equal(train_ppo.policy_forward(policy, ids, start, Tr, 0.7, CPU), logp)
     values = train_ppo.value_forward(value, ids, start, Tr, CPU)
-    assert logp.shape == values.shape == (3, Tr) and logits.shape == (3, Tr, 50)
+    assert logp.shape == values.shape == ent.shape == (3, Tr) and not ent.requires_grad
     for b, (p, r) in enumerate(rows):
         for t in range(len(r)):  # response token t is predicted after the prompt and r[:t]
             prefix = p + r[:t]
             assert logp[b, t].item() == pytest.approx(last_logits(policy, prefix, 0.7)[r[t]].item(), abs=1e-5)
-            torch.testing.assert_close(logits[b, t], policy(torch.tensor([prefix]))[0, -1], atol=1e-5, rtol=1e-5)
+            q = torch.softmax(policy(torch.tensor([prefix]))[0, -1].double() / 0.7, -1)
+            assert ent[b, t].item() == pytest.approx(-(q * q.log()).sum().item(), abs=1e-5)
             assert values[b, t].item() == pytest.approx(last_score(value, prefix), abs=1e-5)
 
 
@@ -170,9 +172,10 @@ class Recorder(torch.nn.Module):
     def __init__(self, model, roll):
         super().__init__()
         self.model, self.roll, self.order, self.config = model, roll, [], model.config
+        self.lm_head = model.lm_head  # the fused log-probs read the head's weight (losses.unembedding)
 
     def forward(self, ids, **kw):
-        if "head_at" in kw:  # the policy term; the ptx term reads pretraining windows
+        if kw.get("head_at") is not None:  # the policy term; the ptx term reads pretraining windows
             self.order.append(next(j for j, r in enumerate(self.roll) if torch.equal(r["ids"][:, :-1], ids)))
         return self.model(ids, **kw)
 
@@ -205,7 +208,9 @@ def test_ppo_update_takes_the_ppo_ptx_steps(monkeypatch, models):
     for j in policy.order:
         r = roll[j]
         ropt.zero_grad()
-        logp, logits = train_ppo.policy_forward(replay["policy"], r["ids"], r["start"], r["Tr"], args.temperature, CPU)
+        logp = train_ppo.policy_forward(replay["policy"], r["ids"], r["start"], r["Tr"], args.temperature, CPU)
+        idx = train_ppo.response_index(r["start"], r["Tr"]).clamp(max=r["ids"].size(1) - 2)
+        logits = replay["policy"](r["ids"][:, :-1], head_at=idx)  # (b, Tr, V), before the step
         pg, pg_stats = ppo_policy_loss(logp, r["logp"], r["adv"], r["mask"], 0.2)
         ptx = lm_loss(replay["policy"](window[:, :-1]), window[:, 1:], torch.ones(2, 128, dtype=torch.bool))
         v = train_ppo.value_forward(replay["value"], r["ids"], r["start"], r["Tr"], CPU)
