@@ -35,16 +35,21 @@ INTERPRET = HAS_TRITON and os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 # Log-probs straight from hidden states (kernels.hidden_logprobs: no (N, V) logits) where a script
 # only needs log pi(y): NANORLHF_FUSED_LOGPROBS=1 always, 0 never (the plain head + log_softmax),
-# "auto" (default): on, on CUDA and CPU alike (on CPU at GPT-2-small width it cut the peak RSS of
-# a 4,096-token step from 7.6 to 5.5 GB for 8% more time: kernels/logprobs.py, bench/gpt2_small.py).
+# "auto" (default): on CUDA, and on CPU from a GPT-2-sized vocabulary (FUSED_CPU_VOCAB) up: at
+# GPT-2-small width it cut the peak RSS of a 4,096-token CPU step from 7.6 to 5.5 GB for 8% more
+# time (bench/gpt2_small.py); at the embedded world's 2,046 tokens the logits are small and the
+# plain path stays, so its measured runs are unchanged.
 FUSED_LOGPROBS = os.environ.get("NANORLHF_FUSED_LOGPROBS", "auto")
+FUSED_CPU_VOCAB = 16384
 
 
-def use_fused_logprobs(x):
-    """True when log-probs of tensor x's device should come from hidden states (see above)."""
+def use_fused_logprobs(x, vocab_size):
+    """True when log-probs over vocab_size tokens on tensor x's device come from hidden states."""
     if FUSED_LOGPROBS not in ("auto", "0", "1"):
         raise ValueError(f"NANORLHF_FUSED_LOGPROBS must be auto, 0 or 1, got {FUSED_LOGPROBS!r}")
-    return FUSED_LOGPROBS != "0"
+    if FUSED_LOGPROBS == "auto":
+        return x.is_cuda or vocab_size >= FUSED_CPU_VOCAB
+    return FUSED_LOGPROBS == "1"
 
 
 def use_triton(x):

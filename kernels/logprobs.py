@@ -356,12 +356,12 @@ def _chunk_stats(z, tgt, temperature, want_entropy):
     if use_triton(z) and z.dtype != torch.float64:
         stats = torch.empty(n, 2, device=z.device, dtype=torch.float32)
         logp = torch.empty(n, device=z.device, dtype=torch.float32)
-        _logprobs_fwd_kernel[(n,)](z, tgt, stats, logp, z.stride(0), V, temperature, BLOCK_V=_block_v(V))
+        _logprobs_fwd_kernel[(n,)](z, tgt, stats, logp, z.stride(0), V, temperature, **_launch(V))
         ent = None
         if want_entropy:
             ent, dummy = torch.empty(n, device=z.device, dtype=torch.float32), torch.empty_like(stats)
             _entropy_kl_fwd_kernel[(n,)](z, z, dummy, dummy, ent, z.stride(0), z.stride(0), V, temperature,
-                                         HAS_REF=False, BLOCK_V=_block_v(V))
+                                         HAS_REF=False, **_launch(V))
         return stats[:, 0] + stats[:, 1], logp, ent
     x = _fp32(z)
     if temperature != 1.0:

@@ -82,7 +82,7 @@ def model_logprobs(model, idx, targets, temperature=1.0, head_at=None, entropy=F
     head_at (B, K). entropy=True: also the entropy (B, T or K) of each position, detached (a statistic).
     Fused (kernels._dispatch.use_fused_logprobs): from the hidden states, no (B, T, V) logits; else the
     logits and kernels.token_logprobs. Call it inside the autocast of the model's forward."""
-    if use_fused_logprobs(idx):
+    if use_fused_logprobs(idx, unembedding(model).size(0)):
         h = model(idx, head_at=head_at, return_hidden=True)  # (B, T or K, C)
         out = hidden_logprobs(h, unembedding(model), targets, temperature, entropy=entropy)
         return (out[0], out[1].detach()) if entropy else out
@@ -97,7 +97,7 @@ def model_logprobs(model, idx, targets, temperature=1.0, head_at=None, entropy=F
 def model_lm_loss(model, idx, targets, mask):
     """lm_loss of a policy on idx (B, T) against targets (B, T): through model_logprobs when fused,
     else lm_loss of the logits (F.cross_entropy on CPU). Inside the autocast of the forward."""
-    if use_fused_logprobs(idx):
+    if use_fused_logprobs(idx, unembedding(model).size(0)):
         targets = torch.where(mask.bool(), targets, 0)
         return -masked_mean(model_logprobs(model, idx, targets), mask)
     return lm_loss(model(idx).float(), targets, mask)

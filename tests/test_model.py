@@ -479,3 +479,32 @@ def test_generation_that_stops_early_returns_a_mask_as_long_as_the_tokens():
     assert max(first) < 11 and tokens.shape == gen.shape == (3, P + max(first) + 1)
     assert gen.sum(1).tolist() == [f + 1 for f in first]
     assert tokens[0, P:].tolist() == ref[0][:first[0] + 1] + [eot] * (max(first) - first[0])
+
+
+@pytest.mark.parametrize("head_at", [False, True])
+def test_model_logprobs_fused_equals_the_plain_head(monkeypatch, head_at):
+    """losses.model_logprobs / model_lm_loss from hidden states (kernels.hidden_logprobs) against the
+    plain head + log_softmax: log-probs, entropy and every parameter's gradient; and the "auto" rule
+    (CPU: fused only from FUSED_CPU_VOCAB tokens up; CUDA always)."""
+    import kernels._dispatch as D
+    from nanorlhf.losses import model_lm_loss, model_logprobs
+    net = tiny(seed=5, n_embd=32, n_head=2)
+    x = torch.randint(0, 97, (3, 11))
+    at = torch.tensor([[2, 5, 9], [0, 1, 3], [4, 4, 8]]) if head_at else None
+    y = x[:, 1:].gather(1, at) if head_at else x[:, 1:]
+    mask = torch.rand(3, 10) > 0.3
+    got = {}
+    for mode in ("1", "0"):
+        monkeypatch.setattr(D, "FUSED_LOGPROBS", mode)
+        net.zero_grad()
+        logp, ent = model_logprobs(net, x[:, :-1], y, 0.7, head_at=at, entropy=True)
+        loss = -logp.sum() + (0 if head_at else model_lm_loss(net, x[:, :-1], x[:, 1:], mask))
+        loss.backward()
+        got[mode] = (logp.detach(), ent, loss.detach(), [p.grad.clone() for p in net.parameters() if p.grad is not None])
+    for a, b in zip(got["1"][:3], got["0"][:3]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert len(got["1"][3]) == len(got["0"][3]) > 0
+    for a, b in zip(got["1"][3], got["0"][3]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    monkeypatch.setattr(D, "FUSED_LOGPROBS", "auto")
+    assert not D.use_fused_logprobs(x, D.FUSED_CPU_VOCAB - 1) and D.use_fused_logprobs(x, D.FUSED_CPU_VOCAB)
