@@ -47,7 +47,7 @@ from nanorlhf.checkpoint import load_checkpoint
 from nanorlhf.data import write_jsonl
 from nanorlhf.errors import UserError, exit_on_user_error
 from nanorlhf.evaluate import mean_gold, reward_of, sample, wilson
-from nanorlhf.experiments.overoptimization import best_of_n_stage, fit_gao, gao, run_models
+from nanorlhf.experiments.overoptimization import best_of_n_stage, fit_gao, run_models, write_frontier
 from nanorlhf.experiments.seeds import REPO, held
 from nanorlhf.report import cell
 
@@ -246,23 +246,7 @@ def main(argv=None):
     text = (f"# Algorithms on one gold-vs-KL frontier: {args.root}, {len(test)} test prompts, train seeds "
             f"{' '.join(map(str, args.seeds))} at the default points\n\n{table(res)}\n\ntotal stage wall time "
             f"{res['total_wall_seconds']:.0f} s\n")
-    print(text)
-    for ext, body in (("json", json.dumps(res, indent=1)), ("md", text)):
-        with open(f"{args.out}.{ext}", "w") as f:
-            f.write(body)
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-    except ImportError:
-        print("matplotlib not installed: the points are in the table above (pip install -e '.[plot]' for the figure)")
-        return
-    from nanorlhf.plots import frontier
-    for s in res["series"]:  # the fitted curves on a fine grid of d (none drawn where not fitted)
-        s["fit_d"] = np.linspace(0, max(s["d"]) * 1.05, 100) if s["fits"]["gold"] else []
-        s["fit_gold"], s["fit_rm"] = ([] if not s["fits"][k] else gao(s["fit_d"], s["fits"][k]["alpha"], s["fits"][k]["beta"],
-                                                                      s["form"]) for k in ("gold", "rm"))
-    print(f"wrote {args.out}.json, {args.out}.md, {frontier(res['series'], args.out + '.png')}")
-
+    write_frontier(args.out, res, text, res["series"])
 
 if __name__ == "__main__":
     exit_on_user_error(main)

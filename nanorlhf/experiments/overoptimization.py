@@ -180,6 +180,27 @@ def series(label, form, d, gold, rm, ref, **extra):
             "fits": {"gold": fit_gao(d, gold, form), "rm": fit_gao(d, rm, form)}}
 
 
+def write_frontier(out, res, text, series):
+    """Print text; write out.json (res), out.md (text) and, with matplotlib, out.png: the series' points
+    and Gao et al.'s fitted curves on a fine grid of d (none where a score was not fitted)."""
+    print(text)
+    for ext, body in (("json", json.dumps(res, indent=1)), ("md", text)):
+        with open(f"{out}.{ext}", "w") as f:
+            f.write(body)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+    except ImportError:
+        print("matplotlib not installed: the points are in the table above (pip install -e '.[plot]' for the figure)")
+        return
+    from nanorlhf.plots import frontier
+    for s in series:
+        s["fit_d"] = np.linspace(0, max(s["d"]) * 1.05, 100)
+        for k, fit in s["fits"].items():
+            s[f"fit_{k}"] = gao(s["fit_d"], fit["alpha"], fit["beta"], s["form"]) if fit else np.full(100, np.nan)
+    print(f"wrote {out}.json, {out}.md, {frontier(series, out + '.png')}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", default="out/world0", help="the run: root/sft/model.pt (policy), root/rm/model.pt (proxy RM)")
@@ -259,23 +280,7 @@ def main(argv=None):
     text = (f"# Over-optimization frontier of {args.root}: best-of-n ({bon['prompts']} test prompts x {bon['samples']} "
             f"samples) and plain PPO ({args.iterations} iterations, binned by {args.bin})\n\n{table(res)}\n\nwall time (s): "
             + ", ".join(f"{k} {v:.0f}" for k, v in walls.items()) + f"; total {res['total_wall_seconds']:.0f}\n")
-    print(text)
-    for ext, body in (("json", json.dumps(res, indent=1)), ("md", text)):
-        with open(f"{args.out}.{ext}", "w") as f:
-            f.write(body)
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-    except ImportError:
-        print("matplotlib not installed: the points are in the table above (pip install -e '.[plot]' for the figure)")
-        return
-    from nanorlhf.plots import frontier
-    for s in out:  # the fitted curves, drawn on a fine grid of d
-        s["fit_d"] = np.linspace(0, max(s["d"]) * 1.05, 100)
-        s["fit_gold"], s["fit_rm"] = (gao(s["fit_d"], s["fits"][k]["alpha"], s["fits"][k]["beta"], s["form"])
-                                      for k in ("gold", "rm"))
-    print(f"wrote {args.out}.json, {args.out}.md, {frontier(out, args.out + '.png')}")
-
+    write_frontier(args.out, res, text, out)
 
 if __name__ == "__main__":
     exit_on_user_error(main)
