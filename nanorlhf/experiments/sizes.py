@@ -2,7 +2,7 @@
 InstructGPT's Figure 1 against the gold labeler: by model size, the win rate against one SFT model
 of the base GPT, the GPT prompted with a few-shot prefix, SFT, PPO and PPO-ptx.
 
-    python -m nanorlhf.experiments.sizes --lock FILE   # --sizes 0.3M 1.1M 2.2M: ~50 min beside out/world0 (measured)
+    python -m nanorlhf.experiments.sizes --lock FILE   # --sizes 0.3M 1.1M 2.2M: 46 min beside out/world0 (measured)
 
 Sizes: 0.3M (3 layers x 64), 1.1M (the default: out/world0, the seed-0 run of nanorlhf.experiments.seeds,
 made here if absent), 2.2M (4 layers x 192: --sizes 0.3M 1.1M 2.2M fits a 2-core session) and 4.5M (5 layers x 256, askell's larger trunk: out/x4/sft/base.pt is reused
