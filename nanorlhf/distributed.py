@@ -21,6 +21,12 @@ def ddp_setup():
     return dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{os.environ['LOCAL_RANK']}" if cuda else "cpu")
 
 
+def ddp_teardown():
+    """Leave the process group (torchrun) before the interpreter exits; alone, nothing."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def ddp_wrap(model, world_size):
     return torch.nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
 

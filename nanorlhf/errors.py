@@ -12,13 +12,21 @@ class UserError(Exception):
 
 def exit_on_user_error(main, argv=None):
     """Run a script's main(argv); a UserError becomes `train_sft.py: error: <message>` on stderr
-    and exit status 2. main() itself raises, so tests can call it and catch the UserError."""
+    and exit status 2. main() itself raises, so tests can call it and catch the UserError.
+    Under torchrun the process group is destroyed before the exit either way: gloo's threads
+    left alive at interpreter shutdown abort the process ("terminate called without an active
+    exception", SIGABRT; pytorch/pytorch#190489)."""
+    from nanorlhf.distributed import ddp_teardown
+
     argv = sys.argv[1:] if argv is None else argv
     try:
-        return main(argv)
+        out = main(argv)
     except UserError as e:
         if "--debug" in argv or os.environ.get("NANORLHF_DEBUG") == "1":
             raise
         message = " ".join(str(e).splitlines())  # one line, whatever the message holds
         print(f"{os.path.basename(sys.argv[0])}: error: {message}", file=sys.stderr, flush=True)
+        ddp_teardown()
         sys.exit(2)
+    ddp_teardown()
+    return out

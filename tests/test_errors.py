@@ -214,3 +214,28 @@ def test_main_raises_user_errors_and_bugs_keep_their_traceback(tmp_path):
     with pytest.raises(SystemExit) as e:
         exit_on_user_error(lambda argv: train_sft.main(["--resume", "--out", str(tmp_path)]), [])
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_process_group_is_left_before_exit(tmp_path, fails):
+    """Under torchrun a script leaves its process group on the way out, after a user error too:
+    gloo threads alive at interpreter shutdown abort the process (SIGABRT) once in a while."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+
+    def main(argv):
+        if fails:
+            raise UserError("bad option")
+        return "done"
+
+    try:
+        if fails:
+            with pytest.raises(SystemExit, match="2"):
+                exit_on_user_error(main, [])
+        else:
+            assert exit_on_user_error(main, []) == "done"
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
