@@ -92,7 +92,7 @@ def variants(cap, dtypes=tuple(DTYPES), head_sizes=HEAD_SIZES, override=None):
                 opts = {"num_warps": tile.pop("num_warps"), "num_stages": tile.pop("num_stages")}
                 yield name, dn, hs, fn, sig, {"HS": hs, "CAUSAL": True, **tile}, opts
             sig = {"O": t, "DO": t, "DELTA": "*fp32", "n_rows": "i32"}
-            yield "attn_bwd_pre", dn, hs, fa._attn_bwd_preprocess_kernel, sig, {"HS": hs, "BLOCK_M": fa.PRE_BLOCK}, {}
+            yield "attn_bwd_pre", dn, hs, fa._attn_bwd_preprocess_kernel, sig, {"HS": hs, "BLOCK_M": fa.pre_block(hs)}, {}
         block_v = lp._launch(50257)  # the largest chunk: any V >= 2049
         row_opts = {"num_warps": block_v.pop("num_warps")}
         rows = {"stride": "i32", "V": "i32", "temperature": "fp32"}

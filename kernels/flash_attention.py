@@ -254,6 +254,19 @@ TUNED_TILES = {  # (target, dtype, hs, kernel) -> tile, where DEFAULT_TILE spill
     (80, "fp32", 64, "dq"): (32, 64, 4, 2),  # 64x64 spills 8/4 B
     (80, "fp32", 128, "dkdv"): (32, 64, 8, 2),  # 64x64 needs 197,120 B of shared memory (limit 166,912)
     (90, "fp32", 128, "dkdv"): (32, 32, 4, 2),  # 64x64 spills 976/960 B
+    (100, "fp32", 128, "dkdv"): (32, 64, 4, 2),  # 64x64 over shared memory (limit 232,448 B), spills 136/140
+    # 99 KB of shared memory (sm_86 / sm_89 / sm_120): hs 128 overflows at 64x64 in every backward
+    **{(t, "16-bit", 128, k): tile for t in (86, 89, 120) for k, tile in (
+        ("fwd", (64, 64, 8, 3)),  # 4 warps spill 8/4 B (sm_120: 32/20)
+        ("dkdv", (32, 64, 8, 3)),  # 64x64: over shared memory and ~1,000/700 B of spill
+        ("dq", (64, 64, 8 if t < 120 else 4, 2)))},  # 3 stages overflow; sm_120 is clean at 4 warps
+    **{(t, "fp32", hs, k): tile for t in (86, 89, 120) for hs, k, tile in (
+        (64, "dkdv", (64, 32, 4, 2) if t == 120 else (32, 64, 4, 2)),  # 64x64 spills 8/4 B (sm_120: 12/8)
+        (64, "dq", (32, 64, 4, 2)),  # 64x64 spills 48/44 B
+        (128, "fwd", (32, 64, 4, 2)),  # every 64x64 fp32 kernel at hs 128 overflows 99 KB
+        (128, "dkdv", (32, 32, 4, 2)),
+        (128, "dq", (32, 32, 4, 2)))},
+    (120, "16-bit", 64, "dkdv"): (32, 64, 8, 3),  # 64x64 w4 spills 20/16 B
 }
 
 
@@ -275,7 +288,10 @@ def attention_tiles(capability, dtype, hs):
     return out
 
 
-PRE_BLOCK = 16 if INTERPRET else 64  # rows per program of the tiny delta = rowsum(dO * O) kernel
+def pre_block(hs):
+    """Rows per program of the tiny delta = rowsum(dO * O) kernel: 64, but 32 at hs 128 (64 rows of
+    bf16 at hs 128 spill 76/76 B on sm_100; 32 are clean on all six targets)."""
+    return 16 if INTERPRET else min(64, 4096 // hs)
 
 
 def _tiles(x):
@@ -313,8 +329,8 @@ class _FlashAttention(torch.autograd.Function):
         B, nh, T, hs = q.shape
         do = do.contiguous()
         delta = torch.empty_like(lse)
-        pre_grid = (triton.cdiv(B * nh * T, PRE_BLOCK),)
-        _attn_bwd_preprocess_kernel[pre_grid](o, do, delta, B * nh * T, HS=hs, BLOCK_M=PRE_BLOCK)
+        pre_grid = (triton.cdiv(B * nh * T, pre_block(hs)),)
+        _attn_bwd_preprocess_kernel[pre_grid](o, do, delta, B * nh * T, HS=hs, BLOCK_M=pre_block(hs))
         do = _dot_dtype(do)
         dq, dk, dv = (torch.empty(q.shape, device=q.device, dtype=ctx.dtype) for _ in range(3))
         tiles = _tiles(q)
