@@ -232,3 +232,28 @@ def sizes(rows, path):
     _log_x_panels(axes[0], [f"{s} set: win rate vs the reference SFT (T=1)" for s in sets], "parameters")
     fig.suptitle("Gold-labeler preference by model size (InstructGPT Figure 1)")
     return _save(fig, path)
+
+
+def rm_scaling(res, path):
+    """The RM's scaling curve (nanorlhf.experiments.rm_scaling): by ranked prompts (log axis), its
+    pair accuracy against one labeler and against gold beside the agreement, the Bayes ceiling and
+    the base LM's likelihood; and the gold score of best-of-16 and PPO-ptx (sd over seeds)."""
+    import matplotlib.pyplot as plt
+    rows, c = res["rows"], res["ceiling"]
+    x = [r["ranked"] for r in rows]
+    fig, (acc, gold) = plt.subplots(1, 2, figsize=(11, 4.2))
+    acc.plot(x, [r["labeler_acc"] for r in rows], "-o", color="C0", label="RM vs one labeler")
+    acc.plot(x, [r["gold_acc"] for r in rows], "-o", color="C1", label="RM vs gold order")
+    for y, style, label in ((c["labeler_agreement"], "C0--", "inter-labeler agreement"),
+                            (c["bayes_ceiling"], "C0:", "Bayes ceiling (vs labeler)"),
+                            (c["base_lm"][1], "C1:", "base LM likelihood vs gold")):
+        acc.axhline(y, color=style[:2], ls=style[2:], lw=1, label=label)
+    for i, (k, label) in enumerate((("bon16_gold", "best-of-16"), ("gold", "PPO-ptx T=1"), ("greedy_gold", "PPO-ptx greedy"))):
+        ys = [np.atleast_1d(r[k]) for r in rows]
+        gold.errorbar(x, [y.mean() for y in ys], yerr=[y.std(ddof=1) if len(y) > 1 else 0 for y in ys], fmt="-o",
+                      color=f"C{i + 2}", capsize=3, label=label)
+    gold.axhline(rows[0]["bon1_gold"], color="gray", ls=":", lw=1, label="SFT sample")
+    _log_x_panels([acc, gold], ["held-out pair accuracy", "gold score of the policy (test prompts)"], "ranked prompts")
+    gold.legend(fontsize=8)
+    fig.suptitle("The reward model's scaling curve against the gold labeler")
+    return _save(fig, path)

@@ -87,11 +87,11 @@ def binned(curve, size):
 # ----------------------------------------------------------------------------------------------
 # The stages: best-of-n from SFT (and SFT's own scores on RL prompts), PPO runs
 
-def run_models(root):
-    """(SFT policy, proxy RM, tokenizer, device) of the run, ready to evaluate."""
+def run_models(root, rm_path=None):
+    """(SFT policy, proxy RM, tokenizer, device) of the run (another RM: rm_path), ready to evaluate."""
     device = get_device()
     sft, enc, _ = load_checkpoint(os.path.join(root, "sft", "model.pt"), kind="policy")
-    rm = load_checkpoint(os.path.join(root, "rm", "model.pt"), kind="reward")[0]
+    rm = load_checkpoint(rm_path or os.path.join(root, "rm", "model.pt"), kind="reward")[0]
     return sft.to(device).eval(), rm.to(device).eval(), enc, device
 
 
@@ -104,10 +104,10 @@ def as_rollout(pi, rm, enc, prompts, device, seed):
     return texts, r, float(np.mean([world.score(p, y)["total"] for p, y in zip(prompts, texts)]))
 
 
-def best_of_n_stage(root, prompts, rl_prompts, k, ns, seed):
+def best_of_n_stage(root, prompts, rl_prompts, k, ns, seed, rm_path=None):
     """Gold and RM score of the RM's pick among the first n of k samples per prompt, for each n;
     and the references: all samples' means (d = 0), and SFT on RL prompts as PPO's rollouts score it."""
-    sft, rm, enc, device = run_models(root)
+    sft, rm, enc, device = run_models(root, rm_path)
     flat = [p for p in prompts for _ in range(k)]
     texts, stopped = sample(sft, enc, flat, 1.0, seed=seed + 2, batch_size=512)
     r = reward_of(rm, enc, flat, texts, device).cpu().view(len(prompts), k)  # (N, k) proxy RM
