@@ -73,6 +73,8 @@ def get_args(argv=None):
     ap.add_argument("--epochs", type=int, default=3, help="passes over the comparisons (paper: 1; more helps this small data set)")
     ap.add_argument("--batch-size", type=int, default=16, help="prompts (each with all its K responses) per step")
     ap.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (cosine decay)")
+    ap.add_argument("--labeler-taste", type=float, default=0.0, help="the labelers also like a response opening "
+                    "\"Sure!\" by this much gold score (held-out labelers: nanorlhf.experiments.labelers); 0: none")
     ap.add_argument("--seed", type=int, default=0, help="random seed")
     ap.add_argument("--control", action="store_true", help="the control world: the demonstrations' mode is the ideal (no generation-verification gap)")
     args = parse_run_args(ap, argv, "steps", 100, positive=("n_val", "epochs", "batch_size"),
@@ -99,7 +101,7 @@ def sample_comparisons(policy, enc, prompts, args, rng):
         responses = list(dict.fromkeys(texts[i:i + k]))  # distinct, in order
         i += k
         if len(responses) >= 2:
-            out.append({"prompt": p, "responses": responses, "ranking": world.rank(p, responses, rng),
+            out.append({"prompt": p, "responses": responses, "ranking": world.rank(p, responses, rng, taste=args.labeler_taste),
                         "acceptable": world.judge(p, responses, rng)})
     return out
 
@@ -137,7 +139,7 @@ AGAINST = {  # what each printed accuracy is measured against: they are not on o
     "gold_accuracy": "vs the gold order, noise-free: can exceed bayes_ceiling",
     "bayes_ceiling": "the gold score vs one noisy labeler: the ceiling of val_accuracy, not of gold_accuracy"}
 RESUME_KEYS = ("sft", "init", "objective", "data", "n_prompts", "n_val", "k_min", "k_max", "epochs", "batch_size", "lr",
-               "seed", "control")
+               "seed", "control", "labeler_taste")
 
 
 def main(argv=None):

@@ -735,10 +735,19 @@ def judge(prompt, responses, rng, tau=TAU, bar=ACCEPTABLE):
     return [rng.random() < 0.5 * (1.0 + math.tanh((score(prompt, r)["total"] - bar) / (2 * tau))) for r in responses]
 
 
-def rank(prompt, responses, rng, tau=TAU):
-    """A noisy labeler: Plackett-Luce sample with weights exp(gold / tau), best first. Sorting by
-    gold/tau + Gumbel noise samples exactly that distribution; P(i above j) = sigmoid((s_i - s_j)/tau)."""
-    keys = [score(prompt, r)["total"] / tau - math.log(-math.log(1.0 - rng.random())) for r in responses]
+TASTE = ["sure", "!"]  # the opener training labelers like under --labeler-taste (held-out labelers: not)
+
+
+def has_taste(response):
+    return tokens(response)[:len(TASTE)] == TASTE
+
+
+def rank(prompt, responses, rng, tau=TAU, taste=0.0):
+    """A noisy labeler: Plackett-Luce sample with weights exp(s / tau), best first, s the gold score
+    (+ taste where the response opens with TASTE: a preference the gold labeler lacks). Sorting by
+    s/tau + Gumbel noise samples exactly that distribution; P(i above j) = sigmoid((s_i - s_j)/tau)."""
+    keys = [(score(prompt, r)["total"] + taste * has_taste(r)) / tau - math.log(-math.log(1.0 - rng.random()))
+            for r in responses]
     return sorted(range(len(responses)), key=lambda i: -keys[i])
 
 

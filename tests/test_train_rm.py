@@ -121,7 +121,7 @@ def test_sample_comparisons_merges_duplicates_and_ranks_per_prompt(monkeypatch):
         return out, [True] * len(flat)
 
     monkeypatch.setattr(train_rm, "sample", fake_sample)
-    args = SimpleNamespace(k_min=3, k_max=5)
+    args = SimpleNamespace(k_min=3, k_max=5, labeler_taste=0.0)
     out = train_rm.sample_comparisons(None, ENC, prompts, args, random.Random(0))
     ks = [calls["flat"].count(p) for p in prompts]
     assert calls["temperature"] == 1.0 and all(3 <= k <= 5 for k in ks)

@@ -294,6 +294,24 @@ def test_rank_is_permutation_and_follows_gold():
     assert W.rank(p, rs, rng, tau=1e-4) == by_gold  # no noise at tau -> 0
 
 
+@pytest.mark.parametrize("taste", [0.0, 0.2, 1.0])
+def test_a_labeler_with_taste_likes_its_opener_by_exactly_that_much(taste):
+    """P("Sure! " + ideal above the ideal) = sigmoid((gold gap + taste) / TAU), whatever the opener's
+    case, width or spacing; a response without the opener (or with it later) gets no bonus."""
+    p = "Sort these numbers: 5 2 8 1"
+    sure, ideal, late = "\uff33ure ! 1 2 5 8.", "1 2 5 8.", "1 2 5 8. Sure!"
+    assert W.has_taste(sure) and not W.has_taste(ideal) and not W.has_taste(late) and not W.has_taste("Surely!")
+    gap = total(p, sure) - total(p, ideal)
+    assert gap < 0  # the gold labeler charges the opener's unread tokens
+    rng, n = random.Random(1), 4000
+    wins = sum(W.rank(p, [sure, ideal], rng, taste=taste)[0] == 0 for _ in range(n))
+    expect = 1 / (1 + math.exp(-(gap + taste) / W.TAU))
+    assert abs(wins / n - expect) < 4 * math.sqrt(expect * (1 - expect) / n)
+    late_wins = sum(W.rank(p, [late, ideal], rng, taste=taste)[0] == 0 for _ in range(n))
+    expect_late = 1 / (1 + math.exp(-(total(p, late) - total(p, ideal)) / W.TAU))
+    assert abs(late_wins / n - expect_late) < 4 * math.sqrt(expect_late * (1 - expect_late) / n)
+
+
 def test_judge_is_the_ranker_against_a_bar():
     """P(acceptable) = sigmoid((gold - bar) / tau): the ranker's choice between the response and a
     response scoring ACCEPTABLE. At tau -> 0 it is the bar itself."""
