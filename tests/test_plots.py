@@ -157,3 +157,24 @@ def test_askell_figures_draw(tmp_path, figures):
         np.testing.assert_allclose(np.asarray(base.get_ydata(), float), [table[n]["base"][i][0] for n in (100, 300, 1000, 4080)])
         assert [tuple(map(float, line.get_ydata())) for line in ax.get_lines() if line.get_linestyle() == ":"] == \
             [(table[0]["pmp"][i][0],) * 2]  # PMP alone, across the panel
+
+
+def test_rm_scaling_figure_draws_the_curve_and_its_yardsticks(tmp_path, figures):
+    """plots.rm_scaling: accuracies by ranked prompts beside the agreement, the Bayes ceiling and the
+    base LM control; best-of-16 and PPO-ptx gold with the seeds' mean (and sd as the error bar)."""
+    matplotlib.use("Agg")
+    rows = [{"ranked": k, "labeler_acc": 0.6 + i / 100, "gold_acc": 0.7 + i / 50, "bon1_gold": 0.2,
+             "bon16_gold": 0.35 + i / 100, "gold": [0.25 + i / 100] if i < 2 else [0.3, 0.4],
+             "greedy_gold": [0.5] if i < 2 else [0.55, 0.65]} for i, k in enumerate((1400, 4100, 12500))]
+    res = {"rows": rows, "ceiling": {"labeler_agreement": 0.74, "bayes_ceiling": 0.77, "base_lm": [0.55, 0.66]}}
+    check_png(plots.rm_scaling(res, str(tmp_path / "rm_scaling.png")), figures["rm_scaling.png"])
+    acc, gold = figures["rm_scaling.png"].axes
+    got = lines(acc)
+    np.testing.assert_allclose(got[0][0], [1400, 4100, 12500])
+    np.testing.assert_allclose(got[0][1], [0.6, 0.61, 0.62])
+    np.testing.assert_allclose(got[1][1], [0.7, 0.72, 0.74])
+    assert [float(y[0]) for _, y in got[2:]] == [0.74, 0.77, 0.66]  # agreement, ceiling, base LM vs gold
+    ppo, greedy = (c for c in gold.containers[1:3])
+    np.testing.assert_allclose(np.asarray(ppo.lines[0].get_ydata(), float), [0.25, 0.26, 0.35])
+    np.testing.assert_allclose(np.asarray(greedy.lines[0].get_ydata(), float), [0.5, 0.5, 0.6])
+    assert acc.get_xscale() == gold.get_xscale() == "log"
