@@ -4,7 +4,7 @@ GRPO and DPO, all from one finished run (root/sft/model.pt, root/rm/model.pt and
 comparisons.jsonl, as `python -m nanorlhf.experiments.seeds --seeds 0` writes out/world0), judged by
 the same gold labeler on the same test prompts:
 
-    python -m nanorlhf.experiments.algorithms --lock FILE   # ~37 min estimated; --betas 0.02 0.1 --seeds 0: 38 min measured
+    python -m nanorlhf.experiments.algorithms --lock FILE   # --dpo-betas 0.1 0.3: 68 min of stages measured (half-speed machine); --betas 0.02 0.1 --seeds 0: 38 min
 
 Writes out/algorithms.{json,md} and, with matplotlib, out/algorithms.png (plots.frontier); the stages
 go to out/algorithms/ (data/, bon.json, {method}_beta{b}[_ep{e}]_seed{s}/), and a stage whose output

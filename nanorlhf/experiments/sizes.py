@@ -27,7 +27,7 @@ prompts (prefix.json); test prompts are only checked to fit.
 
 Estimated on 2 cores from README wall times (pipeline ~10 min at 1.1M; the 4x train_sft 17 min):
 0.3M ~7 min, 4.5M ~40 min (~27 with askell's base), sampling and scoring ~6 min; from an empty
---root ~65 min. Not done (issue 22): context distillation and held-out labelers (item 4).
+--root ~65 min. Not done (issue 22): context distillation. Held-out labelers: nanorlhf.experiments.labelers.
 Writes --root/sizes.{json,md} and, with matplotlib, sizes.png (plots.sizes).
 """
 import argparse
