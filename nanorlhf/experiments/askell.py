@@ -117,13 +117,15 @@ def best_of_n_gold(root, pms, n_prompts, ns, lock):
     return out
 
 
-def write_results(out, text, result, figure):
+def write_results(out, text, result, figure=None):
     """out.md (the table), out.json (the numbers) and, with matplotlib, out.png drawn by figure(path)."""
     with open(out + ".md", "w") as f:
         f.write(text + "\n")
     with open(out + ".json", "w") as f:
         json.dump(result, f, indent=1)
     print(f"wrote {out}.md, {out}.json")
+    if figure is None:
+        return
     try:
         import matplotlib
         matplotlib.use("Agg")  # files only

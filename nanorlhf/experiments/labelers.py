@@ -31,6 +31,7 @@ from nanorlhf.checkpoint import load_checkpoint
 from nanorlhf.errors import UserError, exit_on_user_error
 from nanorlhf.evaluate import mean_gold, sample, win_rate
 from nanorlhf.experiments.algorithms import run_stage
+from nanorlhf.experiments.askell import write_results
 from nanorlhf.experiments.seeds import REPO, held
 
 
@@ -100,10 +101,7 @@ def main(argv=None):
             f"prompts\n\n{table(res)}\n\nThe RM on their rankings: {res['rm_val_accuracy']:.3f} against them "
             f"(held out), {res['rm_gold_accuracy'] or float('nan'):.3f} against the gold order.\n")
     print(text)
-    for ext, body in (("json", json.dumps(res, indent=1)), ("md", text)):
-        with open(f"{args.out}.{ext}", "w") as f:
-            f.write(body)
-
+    write_results(args.out, text, res)
 
 if __name__ == "__main__":
     exit_on_user_error(main)

@@ -32,10 +32,10 @@ import time
 
 import numpy as np
 
-from nanorlhf import world
+from nanorlhf import plots, world
 from nanorlhf.errors import UserError, exit_on_user_error
 from nanorlhf.experiments.algorithms import run_stage, write_data
-from nanorlhf.experiments.askell import accuracies
+from nanorlhf.experiments.askell import accuracies, write_results
 from nanorlhf.experiments.overoptimization import best_of_n_stage
 from nanorlhf.experiments.seeds import REPO, held
 from nanorlhf.report import cell
@@ -161,17 +161,7 @@ def main(argv=None):
     text = (f"# The reward model's scaling curve: {args.root}, {len(test)} test prompts\n\n{table(res)}\n\n"
             f"total stage wall time {res['total_wall_seconds']:.0f} s\n")
     print(text)
-    for ext, body in (("json", json.dumps(res, indent=1)), ("md", text)):
-        with open(f"{args.out}.{ext}", "w") as f:
-            f.write(body)
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-    except ImportError:
-        return
-    from nanorlhf.plots import rm_scaling
-    print(f"wrote {args.out}.json, {args.out}.md, {rm_scaling(res, args.out + '.png')}")
-
+    write_results(args.out, text, res, lambda path: plots.rm_scaling(res, path))
 
 if __name__ == "__main__":
     exit_on_user_error(main)
