@@ -63,7 +63,7 @@ def get_args(argv=None):
     ap.add_argument("--objective", choices=OBJECTIVES, default="ranked", help="what the preference model learns (above)")
     ap.add_argument("--init", help="checkpoint to start the preference model from (a policy, or a reward model such "
                     "as a PMP one); default --sft")
-    ap.add_argument("--n-prompts", type=int, help="comparisons to sample and rank (default 4500: the RM prompts, in "
+    ap.add_argument("--n-prompts", type=int, help=f"comparisons to sample and rank (default {N_PROMPTS}: the RM prompts, in "
                     "fresh rounds); with --data, use only the first N (default all)")
     ap.add_argument("--sample-only", action="store_true", help="write the sampled, ranked comparisons "
                     "(comparisons.jsonl, val_comparisons.jsonl) to --out and stop: a --data folder")
@@ -81,12 +81,15 @@ def get_args(argv=None):
                           quick=dict(n_prompts=40, n_val=20, epochs=1))
     if args.n_prompts is not None and args.n_prompts < 1:
         ap.error(f"--n-prompts must be positive, got {args.n_prompts}")
+    if args.n_prompts is None and not args.data:
+        args.n_prompts = N_PROMPTS  # recorded in metrics.json: the budget is part of the run
     if not 2 <= args.k_min <= args.k_max:
         ap.error(f"need 2 <= --k-min <= --k-max, got {args.k_min}, {args.k_max}")
     return args
 
 
 OBJECTIVES = ("ranked", "binary", "imitation")
+N_PROMPTS = 4500  # the default budget of sampled comparisons (README: the RM's scaling curve)
 
 
 def sample_comparisons(policy, enc, prompts, args, rng):
@@ -188,11 +191,10 @@ def main(argv=None):
             raise UserError(f"--init {args.init} and --sft {args.sft} use different tokenizers ({enc.name}, {penc.name})")
         policy.to(device).eval()
         w = world.make_world(seed=args.seed, scale=0.05 if args.quick else 1.0, control=args.control)
-        n_prompts = args.n_prompts or 4500
-        say(f"[rm] sampling {args.k_min}..{args.k_max} responses for {n_prompts} + {args.n_val} prompts", flush=True)
+        say(f"[rm] sampling {args.k_min}..{args.k_max} responses for {args.n_prompts} + {args.n_val} prompts", flush=True)
         # more comparisons than RM prompts: each further round samples and ranks the prompts afresh
-        rounds = -(-n_prompts // len(w["rm_prompts"]))
-        comps = sample_comparisons(policy, enc, (w["rm_prompts"] * rounds)[:n_prompts][rank::world_size], args, rng)
+        rounds = -(-args.n_prompts // len(w["rm_prompts"]))
+        comps = sample_comparisons(policy, enc, (w["rm_prompts"] * rounds)[:args.n_prompts][rank::world_size], args, rng)
         val = sample_comparisons(policy, enc, w["val_prompts"][:args.n_val][rank::world_size], args, rng)
         demos, gold = w["demos"], True
         del policy

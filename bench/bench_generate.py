@@ -1,4 +1,5 @@
-"""KV-cache vs cache-free generation, and training throughput, of the default model on this machine.
+"""KV-cache vs cache-free generation, and training throughput (fp32, bf16 autocast) and the fp32 step's
+profile by operator, of the default model on this machine.
 
     python bench/bench_generate.py            # prints a table; medians of --reps runs side by side
 """
@@ -28,6 +29,7 @@ def main():
     ap.add_argument("--prompt-len", type=int, default=32, help="prompt tokens")
     ap.add_argument("--new-tokens", type=int, default=64, help="tokens generated per prompt")
     ap.add_argument("--reps", type=int, default=5, help="repetitions; the median is reported")
+    ap.add_argument("--top", type=int, default=10, help="operators listed in the training step's profile")
     args = ap.parse_args()
     device = get_device()
     torch.manual_seed(0)
@@ -53,6 +55,7 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randint(0, cfg.vocab_size, (32, 129), device=device)
     print("\n| training step (32 x 128 tokens) | median s/step | tokens/s |\n|---|---|---|")
+    steps = {}
     for dtype in (torch.float32, torch.bfloat16):
         def step():
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
@@ -64,6 +67,17 @@ def main():
         step()
         t = median_time(step, args.reps * 2)
         print(f"| {'fp32' if dtype == torch.float32 else 'bf16 autocast'} | {t:.3f} | {32 * 128 / t:,.0f} |")
+        steps[dtype] = step
+    # Where a fp32 step's time goes: the operators with the most self CPU time over --reps steps.
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(args.reps):
+            steps[torch.float32]()
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in ops)
+    print("\n| fp32 step: operator | calls/step | self CPU ms/step | share |\n|---|---|---|---|")
+    for e in ops[:args.top]:
+        print(f"| {e.key} | {e.count / args.reps:.0f} | {e.self_cpu_time_total / 1e3 / args.reps:.1f} | "
+              f"{e.self_cpu_time_total / total:.1%} |")
 
 
 if __name__ == "__main__":

@@ -35,3 +35,31 @@ def reference_kernels(monkeypatch):
     the code around the kernels (tests/test_kernels.py checks the kernels themselves)."""
     from kernels import _dispatch
     monkeypatch.setattr(_dispatch, "INTERPRET", False)
+
+
+@pytest.fixture(scope="session")
+def quick_root(tmp_path_factory):
+    """A --quick SFT policy, reward model and PPO-ptx policy (root/sft, root/rm, root/ppo; their stdout in root/{stage}.log), trained once
+    per session for the studies' end-to-end tests. Copy it (`copy_root`) before a study writes beside it."""
+    import subprocess
+    import sys
+    root = tmp_path_factory.mktemp("quick_root")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # scripts run the PyTorch references
+    for script, *args in [("train_sft.py",), ("train_rm.py", "--sft", root / "sft/model.pt"),
+                          ("train_ppo.py", "--sft", root / "sft/model.pt", "--rm", root / "rm/model.pt")]:
+        out = root / script[len("train_"):-len(".py")]
+        p = subprocess.run([sys.executable, script, "--quick", *map(str, args), "--out", str(out)], capture_output=True,
+                           text=True, env=env, cwd=repo, timeout=600)
+        assert p.returncode == 0, f"{script} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+        (root / f"{out.name}.log").write_text(p.stdout)  # what the script printed, for tests of its output
+    return root
+
+
+@pytest.fixture
+def copy_root(quick_root, tmp_path):
+    """tmp_path holding a copy of quick_root's sft/, rm/ and ppo/."""
+    import shutil
+    for stage in ("sft", "rm", "ppo"):
+        shutil.copytree(quick_root / stage, tmp_path / stage)
+    return tmp_path

@@ -91,10 +91,8 @@ def test_table_rows():
     assert not any(line.startswith("| DPO, 1 epoch |") for line in lines)
 
 
-def test_study_end_to_end_quick_and_resumes(tmp_path):
-    run = lambda *a: subprocess.run([sys.executable, *a], capture_output=True, text=True, env=ENV, cwd=ROOT, check=True)
-    run("train_sft.py", "--quick", "--out", str(tmp_path / "sft"))
-    run("train_rm.py", "--quick", "--sft", str(tmp_path / "sft/model.pt"), "--out", str(tmp_path / "rm"))
+def test_study_end_to_end_quick_and_resumes(copy_root):
+    tmp_path = copy_root
     study = lambda: subprocess.run([sys.executable, "-m", "nanorlhf.experiments.algorithms", "--quick", "--root",
                                     str(tmp_path), "--out", str(tmp_path / "alg"), "--methods", "RLOO", "DPO", "--betas",
                                     "0.1", "--seeds", "0", "1", "--dpo-betas", "0.3", "--dpo-epochs", "1"], capture_output=True, text=True,

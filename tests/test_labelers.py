@@ -32,12 +32,8 @@ def test_a_policy_judged_by_taste_heldout_labelers_and_gold():
     assert r["heldout_labelers"] == pytest.approx(preference(prompts, ["Sure! 1 2 5 8.", "1 2 5 8."], sft, 0.0))
 
 
-def test_study_end_to_end_quick(tmp_path):
-    run = lambda *a: subprocess.run([sys.executable, *a], capture_output=True, text=True, env=ENV, cwd=ROOT, check=True)
-    run("train_sft.py", "--quick", "--out", str(tmp_path / "sft"))
-    run("train_rm.py", "--quick", "--sft", str(tmp_path / "sft/model.pt"), "--out", str(tmp_path / "rm"))
-    run("train_ppo.py", "--quick", "--sft", str(tmp_path / "sft/model.pt"), "--rm", str(tmp_path / "rm/model.pt"),
-        "--out", str(tmp_path / "ppo"))
+def test_study_end_to_end_quick(copy_root):
+    tmp_path = copy_root
     study = lambda: subprocess.run([sys.executable, "-m", "nanorlhf.experiments.labelers", "--quick", "--root",
                                     str(tmp_path), "--out", str(tmp_path / "lab"), "--taste", "5"],
                                    capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=600)

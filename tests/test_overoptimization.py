@@ -103,10 +103,8 @@ def test_missing_run_is_a_one_line_user_error(tmp_path):
     assert "sft/model.pt not found" in p.stderr and "nanorlhf.experiments.seeds" in p.stderr
 
 
-def test_study_end_to_end_quick_and_resumes(tmp_path):
-    run = lambda *a: subprocess.run([sys.executable, *a], capture_output=True, text=True, env=ENV, cwd=ROOT, check=True)
-    run("train_sft.py", "--quick", "--out", str(tmp_path / "sft"))
-    run("train_rm.py", "--quick", "--sft", str(tmp_path / "sft/model.pt"), "--out", str(tmp_path / "rm"))
+def test_study_end_to_end_quick_and_resumes(copy_root):
+    tmp_path = copy_root
     out = tmp_path / "oo"
     p = study("--quick", "--root", str(tmp_path), "--out", str(out))
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]

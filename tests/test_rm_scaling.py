@@ -42,10 +42,8 @@ def test_a_row_and_its_slope_and_table():
     assert any("base LM's likelihood (no labels): vs labeler 0.550, vs gold 0.660" in line for line in lines)
 
 
-def test_study_end_to_end_quick_and_resumes(tmp_path):
-    run = lambda *a: subprocess.run([sys.executable, *a], capture_output=True, text=True, env=ENV, cwd=ROOT, check=True)
-    run("train_sft.py", "--quick", "--out", str(tmp_path / "sft"))
-    run("train_rm.py", "--quick", "--sft", str(tmp_path / "sft/model.pt"), "--out", str(tmp_path / "rm"))
+def test_study_end_to_end_quick_and_resumes(copy_root):
+    tmp_path = copy_root
     study = lambda: subprocess.run([sys.executable, "-m", "nanorlhf.experiments.rm_scaling", "--quick", "--root",
                                     str(tmp_path), "--out", str(tmp_path / "rs"), "--prompts", "20", "40", "30",
                                     "--seeds", "0", "1"], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=600)
@@ -58,6 +56,8 @@ def test_study_end_to_end_quick_and_resumes(tmp_path):
     with open(tmp_path / "rs/n30/ppo_seed1/metrics.json") as f:
         m = json.load(f)
     assert m["args"]["rm"].endswith("n30/rm/model.pt") and m["args"]["seed"] == 1 and m["args"]["data"].endswith("data")
+    with open(tmp_path / "rs/n40/ppo_seed0/metrics.json") as f:  # the root's RM (its budget: --quick's 40) is a point
+        assert json.load(f)["args"]["rm"] == str(tmp_path / "rm/model.pt") and not (tmp_path / "rs/n40/rm").exists()
     assert all(0 <= r["gold_acc"] <= 1 for r in res["rows"]) and len(res["bends"]) == 2
     p = study()  # every stage's output exists: nothing is trained again
     assert p.returncode == 0 and "train_rm.py" not in p.stdout and "train_ppo.py" not in p.stdout

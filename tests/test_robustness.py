@@ -30,12 +30,9 @@ def run(script, *args, ok=True, cmd=None):
 
 
 @pytest.fixture(scope="module")
-def ckpts(tmp_path_factory):
-    """A quick SFT policy and RM, shared by the tests below."""
-    d = tmp_path_factory.mktemp("ckpt")
-    run("train_sft.py", "--quick", "--out", d / "sft")
-    run("train_rm.py", "--quick", "--sft", d / "sft/model.pt", "--out", d / "rm")
-    return d
+def ckpts(quick_root):
+    """A quick SFT policy and RM (the session's, conftest.quick_root), read by the tests below."""
+    return quick_root
 
 
 def losses(path):

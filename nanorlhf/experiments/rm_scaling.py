@@ -40,7 +40,7 @@ from nanorlhf.experiments.overoptimization import best_of_n_stage
 from nanorlhf.experiments.seeds import REPO, held
 from nanorlhf.report import cell
 
-DEFAULT_PROMPTS = 4500  # train_rm.py's budget: root/rm is this point
+OLD_DEFAULT = 4500  # train_rm.py's budget when a run's metrics did not record it
 
 
 def load(path):
@@ -126,7 +126,8 @@ def main(argv=None):
     for n in prompts:
         folder = os.path.join(args.out, f"n{n}")
         rm_dir = os.path.join(folder, "rm")
-        if n == DEFAULT_PROMPTS and own["args"].get("n_prompts") in (None, n) and not args.quick:
+        os.makedirs(folder, exist_ok=True)
+        if n == (own["args"].get("n_prompts") or OLD_DEFAULT):
             rm_dir = os.path.join(args.root, "rm")  # the run's own RM is this point
         if not os.path.exists(os.path.join(rm_dir, "metrics.json")):
             with held(args.lock):
