@@ -52,7 +52,8 @@ def run_stage(cmd, lock, done):
 
 
 def labeler_data(root, lock):
-    """The labeler's comparisons of the SFT policy's samples, once for every study: a --data folder (4,500 prompts, the budget they were measured with)."""
+    """The labeler's comparisons of the SFT policy's samples, once for every study: a --data folder
+    (4,500 prompts: the budget the studies were measured with)."""
     if not os.path.exists(os.path.join(REPO, SFT)):
         raise UserError(f"{SFT}: not found; run the seed-0 pipeline first: python -m nanorlhf.experiments.seeds --seeds 0")
     data = os.path.join(root, "data")
