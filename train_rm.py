@@ -289,11 +289,7 @@ def main(argv=None):
         # On the same held-out samples: how often two independent labelers agree (measured, and its
         # exact expectation; the paper's yardstick) and the Bayes ceiling, the gold score's own
         # expected accuracy against one labeler, E[max(p, 1-p)]: no RM can beat it.
-        vp, vr = [c["prompt"] for cs in all_val for c in cs], [c["responses"] for cs in all_val for c in cs]
-        metrics["labeler_agreement"] = agreement.labeler_agreement(vp, vr, random.Random(args.seed + 7))
-        metrics["expected_labeler_agreement"] = agreement.expected_agreement(vp, vr, world.TAU)
-        metrics["bayes_ceiling"] = agreement.bayes_ceiling(vp, vr, world.TAU)
-        metrics["tau"] = world.TAU
+        metrics.update(agreement.ceilings([c for cs in all_val for c in cs], args.seed))
     metrics["wall_seconds"] = time.time() - t0
     if rank > 0:
         return

@@ -12,6 +12,7 @@ agreement on the default SFT model's samples is 73%; the ceiling and the RM's ac
 """
 import argparse
 import math
+import random
 
 from nanorlhf.data import read_jsonl
 from nanorlhf.world import TAU, rank, score
@@ -53,6 +54,15 @@ def bayes_ceiling(prompts, responses_per_prompt, tau=TAU):
     agreement E[p^2 + (1-p)^2], the paper's yardstick."""
     ps = list(_pair_probs(prompts, responses_per_prompt, tau))
     return sum(max(p, 1 - p) for p in ps) / max(1, len(ps))
+
+
+def ceilings(comparisons, seed):
+    """On held-out comparisons ({prompt, responses}): two labelers' measured agreement (their
+    rankings drawn from random.Random(seed + 7)), its exact expectation and the Bayes ceiling."""
+    prompts, responses = [c["prompt"] for c in comparisons], [c["responses"] for c in comparisons]
+    return {"labeler_agreement": labeler_agreement(prompts, responses, random.Random(seed + 7)),
+            "expected_labeler_agreement": expected_agreement(prompts, responses, TAU),
+            "bayes_ceiling": bayes_ceiling(prompts, responses, TAU), "tau": TAU}
 
 
 def calibrate_tau(prompts, responses_per_prompt, target=0.73):

@@ -14,9 +14,10 @@ Per point N (the --n-prompts of train_rm.py; its sampler draws fresh responses f
 the world's RM prompts, so 13,500 is three rounds):
   RM          train_rm.py --n-prompts N from root/sft (root/rm itself where N is its own budget).
   accuracy    against one noisy labeler and against the gold order on the SAME held-out comparisons
-              (root/rm/val_comparisons.jsonl) for every N, beside that set's measured inter-labeler
-              agreement and Bayes ceiling (root/rm/metrics.json), and the control: the base LM's own
-              mean token log-likelihood as the score (askell.accuracies), which uses no label.
+              (root/rm/val_comparisons.jsonl, copied to OUT/data on the first run) for every N, beside
+              that set's inter-labeler agreement and Bayes ceiling (agreement.ceilings), and the
+              control: the base LM's own mean token log-likelihood as the score
+              (askell.accuracies), which uses no label.
   best-of-16  gold of the RM's pick among 16 SFT samples (the same samples for every N) on the
               --n-eval test prompts (overoptimization.best_of_n_stage).
   PPO-ptx     train_ppo.py (its defaults) on that RM with the shared --data folder (world 0's
@@ -32,8 +33,9 @@ import time
 
 import numpy as np
 
-from nanorlhf import plots, world
+from nanorlhf import agreement, plots, world
 from nanorlhf.errors import UserError, exit_on_user_error
+from nanorlhf.evaluate import gold_order, pair_accuracy
 from nanorlhf.experiments.algorithms import run_stage, write_data
 from nanorlhf.experiments.askell import accuracies, write_results
 from nanorlhf.experiments.overoptimization import best_of_n_stage
@@ -120,8 +122,11 @@ def main(argv=None):
     if not os.path.exists(base_lm):
         with open(base_lm, "w") as f:
             json.dump(accuracies(os.path.join(args.root, "sft", "base.pt"), data, args.lock), f)
-    ceiling = {k: own[k] for k in ("labeler_agreement", "expected_labeler_agreement", "bayes_ceiling", "n_val_pairs",
-                                   "n_gold_pairs")} | {"base_lm": load(base_lm)}
+    with open(os.path.join(data, "val_comparisons.jsonl")) as f:  # the held-out set of every accuracy below
+        val = [json.loads(line) for line in f]
+    ceiling = agreement.ceilings(val, args.world_seed) | {"base_lm": load(base_lm)} | {
+        f"n_{k}_pairs": pair_accuracy([[0] * len(c["responses"]) for c in val], val, order)[1]
+        for k, order in (("val", lambda c: c["ranking"]), ("gold", gold_order))}
     rows, walls = [], {}
     for n in prompts:
         folder = os.path.join(args.out, f"n{n}")
