@@ -205,9 +205,14 @@ def pmp_curve(table, path):
     return _save(fig, path)
 
 
-def _log_x_panels(axes, titles, xlabel):
+def _log_x_panels(axes, titles, xlabel, ticks=None):
+    """Log x axes with titles and a grid; ticks: label exactly these x values (no minor labels)."""
+    from matplotlib.ticker import NullFormatter
     for ax, title in zip(axes, titles):
         ax.set_xscale("log")
+        if ticks is not None:
+            ax.set_xticks(ticks, [f"{t:,}" for t in ticks])
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(xlabel)
         ax.set_title(title)
         ax.grid(alpha=0.3)
@@ -253,7 +258,7 @@ def rm_scaling(res, path):
         gold.errorbar(x, [y.mean() for y in ys], yerr=[y.std(ddof=1) if len(y) > 1 else 0 for y in ys], fmt="-o",
                       color=f"C{i + 2}", capsize=3, label=label)
     gold.axhline(rows[0]["bon1_gold"], color="gray", ls=":", lw=1, label="SFT sample")
-    _log_x_panels([acc, gold], ["held-out pair accuracy", "gold score of the policy (test prompts)"], "ranked prompts")
+    _log_x_panels([acc, gold], ["held-out pair accuracy", "gold score of the policy (test prompts)"], "ranked prompts", x)
     gold.legend(fontsize=8)
     fig.suptitle("The reward model's scaling curve against the gold labeler")
     return _save(fig, path)
