@@ -84,7 +84,8 @@ def table(res):
                      f"| {cell(r['greedy_gold'])} | {cell(r['win'], cis=r['win_ci'])} | {cell(r['greedy_win'])} "
                      f"| {r['rm_seconds']:.0f} |")
     lines += ["", f"Held-out set: {c['n_val_pairs']:,} labeler pairs, {c['n_gold_pairs']:,} gold-ordered pairs "
-              f"(root/rm/val_comparisons.jsonl). Measured inter-labeler agreement {c['labeler_agreement']:.3f} "
+              "(OUT/data/val_comparisons.jsonl: root/rm's when the study began). Measured inter-labeler "
+              f"agreement {c['labeler_agreement']:.3f} "
               f"(expected {c['expected_labeler_agreement']:.3f}), Bayes ceiling {c['bayes_ceiling']:.3f}; "
               f"control, the base LM's likelihood (no labels): vs labeler {c['base_lm'][0]:.3f}, vs gold "
               f"{c['base_lm'][1]:.3f}. SFT: best-of-1 gold {res['rows'][0]['bon1_gold']:.3f}.", "",
