@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from nanorlhf import agreement
 from nanorlhf.experiments.rm_scaling import bends, row_of, seeds_at, table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,6 +60,15 @@ def test_study_end_to_end_quick_and_resumes(copy_root):
     with open(tmp_path / "rs/n40/ppo_seed0/metrics.json") as f:  # the root's RM (its budget: --quick's 40) is a point
         assert json.load(f)["args"]["rm"] == str(tmp_path / "rm/model.pt") and not (tmp_path / "rs/n40/rm").exists()
     assert all(0 <= r["gold_acc"] <= 1 for r in res["rows"]) and len(res["bends"]) == 2
+    # The ceilings are the study's own held-out set's, however the root's RM changes after it began
+    m = json.loads((tmp_path / "rm/metrics.json").read_text())
+    (tmp_path / "rm/metrics.json").write_text(json.dumps({**m, "labeler_agreement": 0.0, "bayes_ceiling": 0.0,
+                                                          "n_val_pairs": 1, "n_gold_pairs": 1}))
+    (tmp_path / "rm/val_comparisons.jsonl").write_text((tmp_path / "rm/val_comparisons.jsonl").read_text().split("\n")[0])
     p = study()  # every stage's output exists: nothing is trained again
     assert p.returncode == 0 and "train_rm.py" not in p.stdout and "train_ppo.py" not in p.stdout
-    assert json.loads((tmp_path / "rs.json").read_text())["rows"] == res["rows"]
+    again = json.loads((tmp_path / "rs.json").read_text())
+    assert again["rows"] == res["rows"] and again["ceiling"] == res["ceiling"]
+    val = [json.loads(line) for line in open(tmp_path / "rs/data/val_comparisons.jsonl")]
+    assert res["ceiling"]["n_val_pairs"] == sum(len(c["ranking"]) * (len(c["ranking"]) - 1) // 2 for c in val) > 1
+    assert res["ceiling"]["labeler_agreement"] == agreement.ceilings(val, 0)["labeler_agreement"] > 0
