@@ -11,7 +11,7 @@ stages go to out/rm_scaling/ (data/, n{N}/rm, n{N}/bon.json, n{N}/ppo_seed{s}), 
 output exists is skipped.
 
 Per point N (the --n-prompts of train_rm.py; its sampler draws fresh responses for each round over
-the world's RM prompts, so 13,500 is three rounds):
+the world's RM prompts, so 13,500 is nine rounds over its 1,500):
   RM          train_rm.py --n-prompts N from root/sft (root/rm itself where N is its own budget).
   accuracy    against one noisy labeler and against the gold order on the SAME held-out comparisons
               (root/rm/val_comparisons.jsonl, copied to OUT/data on the first run) for every N, beside
