@@ -109,7 +109,7 @@ def test_sample_comparisons_merges_duplicates_and_ranks_per_prompt(monkeypatch):
     calls = {}
 
     def fake_sample(policy, enc, flat, temperature, seed, batch_size):
-        calls.update(flat=flat, temperature=temperature)
+        calls.update(flat=flat, temperature=temperature, policy=policy, enc=enc, seed=seed)
         # prompt 0: two distinct texts, prompt 1: one text repeated (dropped), prompt 2: all distinct
         fill = {prompts[0]: ["a b", "c", "a b", "c", "a b", "c", "a b", "c", "a b"], prompts[1]: ["same"] * 9,
                 prompts[2]: [f"r{i}" for i in range(9)]}
@@ -121,13 +121,31 @@ def test_sample_comparisons_merges_duplicates_and_ranks_per_prompt(monkeypatch):
         return out, [True] * len(flat)
 
     monkeypatch.setattr(train_rm, "sample", fake_sample)
-    args = SimpleNamespace(k_min=3, k_max=5, labeler_taste=0.0)
-    out = train_rm.sample_comparisons(None, ENC, prompts, args, random.Random(0))
+    args, policy = SimpleNamespace(k_min=3, k_max=5, labeler_taste=0.0), object()
+    out = train_rm.sample_comparisons(policy, ENC, prompts, args, random.Random(0))
     ks = [calls["flat"].count(p) for p in prompts]
     assert calls["temperature"] == 1.0 and all(3 <= k <= 5 for k in ks)
+    rng = random.Random(0)  # the K draws, then the sampler's seed: both from the caller's rng
+    assert ks == [rng.randint(3, 5) for _ in prompts] and calls["seed"] == rng.randint(0, 2**31)
+    assert calls["policy"] is policy and calls["enc"] is ENC
     assert calls["flat"] == [p for p, k in zip(prompts, ks) for _ in range(k)]  # grouped by prompt, in order
     assert [c["prompt"] for c in out] == [prompts[0], prompts[2]]
     assert out[0]["responses"] == ["a b", "c"] and out[1]["responses"] == [f"r{i}" for i in range(ks[2])]
     for c in out:
         assert sorted(c["ranking"]) == list(range(len(c["responses"])))
         assert len(c["acceptable"]) == len(c["responses"])
+
+
+def test_sample_comparisons_ranks_with_the_labelers_taste(monkeypatch):
+    """--labeler-taste reaches the ranker: a taste far above any gold gap puts the opener first."""
+    prompt = "Sort these numbers: 3 1 2"
+    monkeypatch.setattr(train_rm, "sample", lambda policy, enc, flat, temperature, seed, batch_size: (
+        ["1 2 3.", "Sure! 1 2 3."] * (len(flat) // 2) + ["1 2 3."] * (len(flat) % 2), None))
+    for taste, first in ((100.0, "Sure! 1 2 3."), (0.0, None)):
+        out = train_rm.sample_comparisons(None, ENC, [prompt] * 40, SimpleNamespace(k_min=2, k_max=2, labeler_taste=taste),
+                                          random.Random(1))
+        tops = [c["responses"][c["ranking"][0]] for c in out]
+        if first:
+            assert tops == [first] * 40
+        else:  # without it the gold labeler's charge for the opener mostly wins
+            assert tops.count("1 2 3.") > 30
