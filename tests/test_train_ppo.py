@@ -12,7 +12,7 @@ import torch
 import train_ppo
 from nanorlhf.batching import encode_prompt
 from nanorlhf.checkpoint import to_scalar_head
-from nanorlhf.losses import lm_loss, ppo_policy_loss, ppo_value_loss
+from nanorlhf.losses import k3_kl, lm_loss, masked_mean, ppo_policy_loss, ppo_value_loss
 from nanorlhf.model import GPT, GPTConfig
 from nanorlhf.tokenizer import get_tokenizer
 
@@ -183,14 +183,16 @@ class Recorder(torch.nn.Module):
 UPDATE_ARGS = dict(ppo_epochs=2, clip=0.2, vf_clip=0.2, vf_coef=0.5, ptx_coef=0.2, ptx_batch=2)
 
 
-def test_ppo_update_takes_the_ppo_ptx_steps(monkeypatch, models):
+@pytest.mark.parametrize("advantage", ["gae", "grpo"])
+def test_ppo_update_takes_the_ppo_ptx_steps(monkeypatch, models, advantage):
     """ppo_update against a replay of the objective in the order it visited the minibatches (rollout
     order in the first epoch, then each minibatch once per epoch): for each, the clipped policy loss
-    + gamma * ptx loss + vf_coef * clipped value loss, gradient norm clipped to 1, one optimizer step.
-    A constant pretraining stream makes every ptx window the same 128 tokens. Also the returned
-    statistics and the first minibatch's log-ratio, exactly 0."""
+    (+ beta * the k3 KL to the reference for GRPO) + gamma * ptx loss + vf_coef * clipped value loss,
+    gradient norm clipped to 1, one optimizer step. A constant pretraining stream makes every ptx
+    window the same 128 tokens. Also the returned statistics and the first minibatch's log-ratio,
+    exactly 0."""
     args, roll, _, _ = run_rollout(monkeypatch, models)
-    args = SimpleNamespace(**vars(args), **UPDATE_ARGS)
+    args = SimpleNamespace(**{**vars(args), **UPDATE_ARGS, "advantage": advantage})
     stream = np.full(300, 42)
     replay = {k: tiny(s, scalar_head=k == "value").train() for k, s in (("policy", 0), ("value", 3))}
     policy = Recorder(models["policy"], roll)
@@ -212,23 +214,42 @@ def test_ppo_update_takes_the_ppo_ptx_steps(monkeypatch, models):
         idx = train_ppo.response_index(r["start"], r["Tr"]).clamp(max=r["ids"].size(1) - 2)
         logits = replay["policy"](r["ids"][:, :-1], head_at=idx)  # (b, Tr, V), before the step
         pg, pg_stats = ppo_policy_loss(logp, r["logp"], r["adv"], r["mask"], 0.2)
+        k3 = masked_mean(k3_kl(logp, r["ref_logp"], r["mask"]), r["mask"])
         ptx = lm_loss(replay["policy"](window[:, :-1]), window[:, 1:], torch.ones(2, 128, dtype=torch.bool))
         v = train_ppo.value_forward(replay["value"], r["ids"], r["start"], r["Tr"], CPU)
         vf, _ = ppo_value_loss(v, r["values"], r["ret"], r["mask"], 0.2)
-        (pg + 0.2 * ptx + 0.5 * vf).backward()
+        (pg + 0.3 * k3 * (advantage == "grpo") + 0.2 * ptx + 0.5 * vf).backward()
         torch.nn.utils.clip_grad_norm_(rparams, 1.0)
         ropt.step()
         p = torch.softmax(logits.detach().double() / args.temperature, -1)
         ent = (-(p * p.log()).sum(-1) * r["mask"]).sum() / r["mask"].sum()
         expected.append([pg.item(), vf.item(), ptx.item(), ent.item(), pg_stats["clipfrac"].item(),
-                         pg_stats["approx_kl"].item()])
+                         pg_stats["approx_kl"].item(), k3.item()])
     for got, want in zip(params, rparams):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
     assert any(not torch.equal(a, b) for a, b in zip(params, tiny(0).parameters()))  # it did move
     mean = np.mean(expected, axis=0)
-    for k, name in enumerate(["pg_loss", "vf_loss", "ptx_loss", "entropy", "clipfrac", "approx_kl"]):
+    for k, name in enumerate(["pg_loss", "vf_loss", "ptx_loss", "entropy", "clipfrac", "approx_kl", "k3_kl"]):
         assert stats[name] == pytest.approx(mean[k], rel=1e-4, abs=1e-6), name
     assert stats["clipfrac"] > 0 and stats["approx_kl"] > 0  # the second epoch moved past the clip
+
+
+def test_ppo_update_shuffles_later_epochs_by_iteration_and_epoch(monkeypatch, models):
+    """After the first epoch (rollout order) the minibatches come in a shuffled order that is a
+    function of the iteration and epoch: the same on a second call, not always the identity."""
+    args, roll, _, _ = run_rollout(monkeypatch, models)
+    args = SimpleNamespace(**{**vars(args), **UPDATE_ARGS, "ptx_coef": 0.0, "ppo_epochs": 3})
+    params = list(models["policy"].parameters()) + list(models["value_model"].parameters())
+
+    def later_orders(it):
+        policy = Recorder(models["policy"], roll)
+        train_ppo.ppo_update(args, it, roll, policy, models["value_model"], torch.optim.SGD(params, lr=0.0), params,
+                             None, CPU, beta=0.3)
+        assert policy.order[:3] == [0, 1, 2] and all(sorted(policy.order[k:k + 3]) == [0, 1, 2] for k in (3, 6))
+        return policy.order[3:]
+    orders = [later_orders(it) for it in range(4)]
+    assert orders[2] == later_orders(2) and any(o[:3] != [0, 1, 2] or o[3:] != [0, 1, 2] for o in orders)
+    assert len({tuple(o) for o in orders}) > 1
 
 
 def test_ppo_update_without_ptx_and_its_first_minibatch_deviation(monkeypatch, models):
