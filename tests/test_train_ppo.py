@@ -180,7 +180,7 @@ class Recorder(torch.nn.Module):
         return self.model(ids, **kw)
 
 
-UPDATE_ARGS = dict(ppo_epochs=2, clip=0.2, vf_clip=0.2, vf_coef=0.5, ptx_coef=0.2, ptx_batch=2)
+UPDATE_ARGS = dict(ppo_epochs=2, clip=0.15, vf_clip=0.25, vf_coef=0.5, ptx_coef=0.2, ptx_batch=2)  # clips off the defaults
 
 
 @pytest.mark.parametrize("advantage", ["gae", "grpo"])
@@ -213,11 +213,11 @@ def test_ppo_update_takes_the_ppo_ptx_steps(monkeypatch, models, advantage):
         logp = train_ppo.policy_forward(replay["policy"], r["ids"], r["start"], r["Tr"], args.temperature, CPU)
         idx = train_ppo.response_index(r["start"], r["Tr"]).clamp(max=r["ids"].size(1) - 2)
         logits = replay["policy"](r["ids"][:, :-1], head_at=idx)  # (b, Tr, V), before the step
-        pg, pg_stats = ppo_policy_loss(logp, r["logp"], r["adv"], r["mask"], 0.2)
+        pg, pg_stats = ppo_policy_loss(logp, r["logp"], r["adv"], r["mask"], 0.15)
         k3 = masked_mean(k3_kl(logp, r["ref_logp"], r["mask"]), r["mask"])
         ptx = lm_loss(replay["policy"](window[:, :-1]), window[:, 1:], torch.ones(2, 128, dtype=torch.bool))
         v = train_ppo.value_forward(replay["value"], r["ids"], r["start"], r["Tr"], CPU)
-        vf, _ = ppo_value_loss(v, r["values"], r["ret"], r["mask"], 0.2)
+        vf, _ = ppo_value_loss(v, r["values"], r["ret"], r["mask"], 0.25)
         (pg + 0.3 * k3 * (advantage == "grpo") + 0.2 * ptx + 0.5 * vf).backward()
         torch.nn.utils.clip_grad_norm_(rparams, 1.0)
         ropt.step()
