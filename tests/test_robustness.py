@@ -315,7 +315,7 @@ import numpy as np
 import torch
 import train_ppo
 from nanorlhf.checkpoint import to_scalar_head
-from nanorlhf.distributed import ddp_setup, ddp_wrap
+from nanorlhf.distributed import ddp_setup, ddp_teardown, ddp_wrap
 from nanorlhf.model import GPT, GPTConfig
 
 rank, world, device = ddp_setup()
@@ -343,6 +343,7 @@ _, dev = train_ppo.ppo_update(args, 1, roll, ddp_wrap(policy, world), ddp_wrap(v
 assert dev == 0.0
 if rank == 0:
     torch.save(dict(policy=policy.state_dict(), value=value.state_dict()), sys.argv[1])
+ddp_teardown()  # as the scripts do (errors.exit_on_user_error): a live gloo group at exit can SIGABRT
 """
 
 
