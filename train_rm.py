@@ -63,8 +63,8 @@ def get_args(argv=None):
     ap.add_argument("--objective", choices=OBJECTIVES, default="ranked", help="what the preference model learns (above)")
     ap.add_argument("--init", help="checkpoint to start the preference model from (a policy, or a reward model such "
                     "as a PMP one); default --sft")
-    ap.add_argument("--n-prompts", type=int, help=f"comparisons to sample and rank (default {N_PROMPTS}: the RM prompts, in "
-                    "fresh rounds); with --data, use only the first N (default all)")
+    ap.add_argument("--n-prompts", type=int, help=f"comparisons to sample and rank (default {N_PROMPTS}: the RM "
+                    "prompts, in fresh rounds); with --data, use only the first N (default all)")
     ap.add_argument("--sample-only", action="store_true", help="write the sampled, ranked comparisons "
                     "(comparisons.jsonl, val_comparisons.jsonl) to --out and stop: a --data folder")
     ap.add_argument("--n-val", type=int, default=300, help="held-out prompts for accuracy")
@@ -89,7 +89,7 @@ def get_args(argv=None):
 
 
 OBJECTIVES = ("ranked", "binary", "imitation")
-N_PROMPTS = 13500  # sampled comparisons by default: 9 rounds over the world's 1,500 RM prompts (README: the RM's scaling curve)
+N_PROMPTS = 13500  # sampled comparisons by default: 9 rounds over the world's 1,500 RM prompts (README: RM scaling)
 
 
 def sample_comparisons(policy, enc, prompts, args, rng):

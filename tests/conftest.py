@@ -13,6 +13,9 @@ interpreter, a tokenizer built per case) lowers it with its own @settings(max_ex
 the quick one mutmut uses.
 """
 import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -39,10 +42,9 @@ def reference_kernels(monkeypatch):
 
 @pytest.fixture(scope="session")
 def quick_root(tmp_path_factory):
-    """A --quick SFT policy, reward model and PPO-ptx policy (root/sft, root/rm, root/ppo; their stdout in root/{stage}.log), trained once
-    per session for the studies' end-to-end tests. Copy it (`copy_root`) before a study writes beside it."""
-    import subprocess
-    import sys
+    """A --quick SFT policy, reward model and PPO-ptx policy (root/sft, root/rm, root/ppo; their stdout
+    in root/{stage}.log), trained once per session for the end-to-end tests. Copy it (`copy_root`)
+    before a study writes beside it."""
     root = tmp_path_factory.mktemp("quick_root")
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # scripts run the PyTorch references
@@ -59,7 +61,6 @@ def quick_root(tmp_path_factory):
 @pytest.fixture
 def copy_root(quick_root, tmp_path):
     """tmp_path holding a copy of quick_root's sft/, rm/ and ppo/."""
-    import shutil
     for stage in ("sft", "rm", "ppo"):
         shutil.copytree(quick_root / stage, tmp_path / stage)
     return tmp_path

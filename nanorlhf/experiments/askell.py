@@ -57,7 +57,8 @@ def labeler_data(root, lock):
     if not os.path.exists(os.path.join(REPO, SFT)):
         raise UserError(f"{SFT}: not found; run the seed-0 pipeline first: python -m nanorlhf.experiments.seeds --seeds 0")
     data = os.path.join(root, "data")
-    run_stage(["train_rm.py", "--sample-only", "--n-prompts", "4500", "--sft", SFT, "--out", data], lock, os.path.join(REPO, data, "val_comparisons.jsonl"))
+    run_stage(["train_rm.py", "--sample-only", "--n-prompts", "4500", "--sft", SFT, "--out", data], lock,
+              os.path.join(REPO, data, "val_comparisons.jsonl"))
     return data
 
 

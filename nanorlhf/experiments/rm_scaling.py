@@ -125,9 +125,10 @@ def main(argv=None):
             json.dump(accuracies(os.path.join(args.root, "sft", "base.pt"), data, args.lock), f)
     with open(os.path.join(data, "val_comparisons.jsonl")) as f:  # the held-out set of every accuracy below
         val = [json.loads(line) for line in f]
-    ceiling = agreement.ceilings(val, args.world_seed) | {"base_lm": load(base_lm)} | {
-        f"n_{k}_pairs": pair_accuracy([[0] * len(c["responses"]) for c in val], val, order)[1]
-        for k, order in (("val", lambda c: c["ranking"]), ("gold", gold_order))}
+    zeros = [[0] * len(c["responses"]) for c in val]  # any scores: pair_accuracy also counts the pairs
+    ceiling = {**agreement.ceilings(val, args.world_seed), "base_lm": load(base_lm),
+               "n_val_pairs": pair_accuracy(zeros, val, lambda c: c["ranking"])[1],
+               "n_gold_pairs": pair_accuracy(zeros, val, gold_order)[1]}
     rows, walls = [], {}
     for n in prompts:
         folder = os.path.join(args.out, f"n{n}")
