@@ -24,20 +24,17 @@ RM, and the pretraining term ("ptx", --ptx-coef gamma; 0 gives plain PPO).
   grpo  GRPO (Shao et al. 2024): k samples per prompt; advantage (r - group mean) / group std of
         the RM score alone (losses.grpo_advantages) on every token; the KL is a term of the loss,
         + beta * the per-token k3 estimator (losses.k3_kl) of the policy being updated.
-  The KL sits where each paper puts it. RLOO keeps InstructGPT's objective, so its beta means what
-  PPO's does and the baseline sees the penalty. GRPO divides by the group's std, which would
-  rescale a penalty inside the reward; in the loss, k3 is >= 0 per token and unbiased on the
-  policy's own samples (exactly so on the first minibatch). So the same beta is not the same
-  strength for grpo. Neither loads, creates or trains a value function.
+  The KL sits where each paper puts it: RLOO keeps InstructGPT's objective (its beta means PPO's);
+  GRPO's std division would rescale a penalty in the reward, so the same beta is another strength
+  there. Neither loads, creates or trains a value function.
 
 Writes model.pt (the policy), curve.json and metrics.json to --out. Departs from the paper:
   1. Sizes: ~1M-parameter models, batches of 64 episodes, a few thousand episodes in all.
   2. Responses that reach the length limit without an end-of-text get a fixed score
      (--truncated-score) instead of the RM's: the RM never saw such text, so its score is noise.
   3. The final evaluation uses the world's gold labeler (Gao et al. 2022) instead of humans.
-  4. beta 0.1 instead of 0.02, and 90 iterations: this small RM (about 70% accurate against the gold
-     order) is over-optimized fast; at 0.02 the gold score peaks after ~30 iterations and then falls
-     while the RM score keeps rising (--beta 0.02 --iterations 150 shows it).
+  4. beta 0.1 instead of 0.02, and 90 iterations: a small RM is over-optimized fast (with an earlier
+     ~70%-accurate RM, --beta 0.02 --iterations 150 peaked in gold after ~30 iterations, then fell).
   5. gamma (--ptx-coef) 0.2 with 4 pretraining windows of 128 tokens per minibatch, instead of 27.8:
      our losses are per-token means, so the scale differs; 0.2 already undoes the alignment tax.
   6. rloo/grpo: the ratio is clipped per token as PPO's (trl's RLOO clips the sequence's ratio),
