@@ -13,6 +13,7 @@ check each one against a naive loop. In the algorithm's order:
     ppo_policy_loss     clipped surrogate
     ppo_value_loss      clipped value loss
     adaptive_kl_update  Ziegler et al. 2019's proportional controller for beta
+    distill_kl          Askell et al.'s context distillation: the prompted model's distribution, no prompt
 
 and what people use instead of PPO (train_ppo.py --advantage, train_dpo.py):
 
@@ -309,6 +310,19 @@ def k3_kl(logprobs, ref_logprobs, mask):
     overflow, and inf times the zero gradient of a masked entry is NaN in backward."""
     log_r = torch.where(mask.bool(), ref_logprobs - logprobs, 0.0)  # log(pi_ref / pi)
     return torch.exp(log_r) - log_r - 1
+
+
+def distill_kl(logits, teacher_logits, mask):
+    """Context distillation (Askell et al. 2021, section 3): the masked mean over positions of
+
+        KL(p(. | C, x_<t) || p_theta(. | x_<t)) = sum_v p_C(v) (log p_C(v) - log p_theta(v))
+
+    with p_C the teacher, the same model behind a context C, read at the same tokens x_<t.
+    logits, teacher_logits (B, T, V) aligned position by position; mask (B, T). The teacher's
+    logits are constants (no gradient reaches them). Computed in the logits' dtype: pass fp32."""
+    log_t = F.log_softmax(teacher_logits.detach(), -1)
+    kl = (log_t.exp() * (log_t - F.log_softmax(logits, -1))).sum(-1)  # (B, T)
+    return masked_mean(kl, mask)
 
 
 # -----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from nanorlhf.losses import (
-    adaptive_kl_update, binary_loss, dpo_loss, gae, grpo_advantages, imitation_score, k3_kl, kl_shaped_rewards,
+    adaptive_kl_update, binary_loss, distill_kl, dpo_loss, gae, grpo_advantages, imitation_score, k3_kl, kl_shaped_rewards,
     lm_loss, masked_mean, masked_whiten, ppo_policy_loss, ppo_value_loss, rloo_advantages, rm_ranking_loss,
 )
 
@@ -506,6 +506,31 @@ def test_grpo_invariant_to_positive_affine_reward_transforms(rewards, a, b):
         assert_close(grpo_advantages(a * rewards + b)[spread], grpo_advantages(rewards)[spread], atol=0.0, rtol=2e-2)
     # a negative scale flips every advantage: the reward's sign is what it learns
     assert_close(grpo_advantages(-rewards, eps=0.0)[spread], -grpo_advantages(rewards, eps=0.0)[spread])
+
+
+# ---------------------------------------------------------------- distill_kl
+
+@SETTINGS
+@given(padded_batch(min_len=1), st.integers(2, 30), st.floats(0.1, 5.0))
+def test_distill_kl_matches_a_loop_and_pulls_the_student_only(batch, V, spread):
+    """Forward KL(teacher || student) per position, against a loop over the vocabulary; zero for
+    equal logits whatever their shift; the gradient reaches the student's logits only, as
+    softmax(student) - softmax(teacher) over the real positions."""
+    g, mask, _ = batch
+    s = (torch.randn(*mask.shape, V, generator=g, dtype=DT) * spread).requires_grad_(True)
+    t = (torch.randn(*mask.shape, V, generator=g, dtype=DT) * spread).requires_grad_(True)
+    loss = distill_kl(s, t, mask)
+    total = 0.0
+    for b, i in mask.nonzero().tolist():
+        p, q = t[b, i].detach().softmax(-1), s[b, i].detach().softmax(-1)
+        total += sum(p[v] * (p[v].log() - q[v].log()) for v in range(V))
+    assert_close(loss, total / mask.sum())
+    loss.backward()
+    assert t.grad is None or torch.all(t.grad == 0)
+    want = torch.where(mask[..., None], s.detach().softmax(-1) - t.detach().softmax(-1), 0.0) / mask.sum()
+    assert_close(s.grad, want)
+    assert_close(distill_kl(t.detach() + 3.0, t.detach(), mask), 0.0)
+    assert distill_kl(s.detach(), t.detach(), mask) > 0  # distinct draws differ somewhere
 
 
 # ---------------------------------------------------------------- k3_kl

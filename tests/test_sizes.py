@@ -7,10 +7,13 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from nanorlhf import world
 from nanorlhf.batching import encode_prompt
+from nanorlhf.checkpoint import load_checkpoint, save_checkpoint
 from nanorlhf.experiments import sizes
+from nanorlhf.model import GPT, GPTConfig
 from nanorlhf.tokenizer import encode, get_tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,7 +77,8 @@ def crafted():
              "win": code[z] + i / 100 + (s == "heldout") / 1000 + (d == "greedy") / 2, "win_ci95": [0, 1],
              "gold": -(code[z] + i / 100), "gold_ci95": [-1, 0], **{f"gold_{f}": 0.25 for f in sizes.FAMILIES}}
             for z in info for i, m in enumerate(METHODS) for d in sizes.DECODINGS for s in sizes.SETS]
-    tax = {z: {"GPT": 2.0 + code[z], "GPT prompted": 2.0 + code[z], "SFT": 3.0, "PPO": 3.5, "PPO-ptx": 2.5} for z in info}
+    tax = {z: {"GPT": 2.0 + code[z], "GPT prompted": 2.0 + code[z], "SFT": 3.0, "PPO": 3.5, "PPO-ptx": 2.5,
+               "GPT distilled": 2.4} for z in info}
     return rows, info, tax
 
 
@@ -88,7 +92,9 @@ def test_answers_on_crafted_numbers():
     assert a["small_ppo_ptx_vs_large"]["GPT"]["gold"] == pytest.approx(-(0.14 - 0.3))
     assert a["prompting_gain"]["a"]["win"] == pytest.approx(0.01) and a["prompting_gain"]["c"]["gold"] == pytest.approx(-0.01)
     assert a["ppo_ptx_gain"]["b"]["win"] == pytest.approx(0.02) and a["ppo_ptx_gain"]["a"]["gold"] == pytest.approx(-0.02)
-    assert a["alignment_tax"]["c"] == pytest.approx({"SFT": 3.0 - 2.3, "PPO": 3.5 - 2.3, "PPO-ptx": 2.5 - 2.3})
+    assert a["alignment_tax"]["c"] == pytest.approx({"SFT": 3.0 - 2.3, "PPO": 3.5 - 2.3, "PPO-ptx": 2.5 - 2.3,
+                                                     "GPT distilled": 2.4 - 2.3})
+    assert a["distillation_gain"]["b"]["win"] == pytest.approx(0.05) and a["distillation_gain"]["c"]["gold"] == pytest.approx(-0.05)
     assert sizes.answers(rows, tax, "test", "greedy")["ppo_ptx_gain"]["b"]["win"] == pytest.approx(0.02)
 
 
@@ -115,7 +121,7 @@ def test_study_end_to_end_quick_and_resumes(tmp_path):
     p = study("--quick", "--sizes", "toy", "quick", "--prefixes", "2", "--root", str(tmp_path))
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     res = json.loads((tmp_path / "sizes.json").read_text())
-    assert len(res["rows"]) == 2 * 5 * 2 * 2 and res["reference"] == "quick SFT"
+    assert len(res["rows"]) == 2 * 6 * 2 * 2 and res["reference"] == "quick SFT"
     assert res["sizes"]["toy"]["n_params"] < res["sizes"]["quick"]["n_params"]
     assert res["sizes"]["toy"]["tokens"] == 30 * 32 * 128  # --quick's pretraining steps x batch x window
     ref = [r for r in res["rows"] if r["size"] == "quick" and r["method"] == "SFT"]
@@ -127,3 +133,24 @@ def test_study_end_to_end_quick_and_resumes(tmp_path):
     assert json.loads((tmp_path / "sizes.json").read_text())["rows"] == res["rows"]
     p = study("--quick", "--sizes", "toy", "--root", str(tmp_path))
     assert p.returncode == 2 and "including the reference quick" in p.stderr
+
+
+def test_distillation_moves_the_unprompted_model_toward_the_prompted_one(tmp_path, reference_kernels):
+    """distill() lowers the KL between the model without the prefix and the base model with it, on
+    validation samples; it leaves the base model's file alone and is skipped once done."""
+    torch.manual_seed(0)
+    enc, w = get_tokenizer("nanorlhf"), world.make_world(seed=0, scale=0.05)
+    w = dict(w, sft_prompts=w["sft_prompts"][:96], val_prompts=w["val_prompts"][:48])
+    cfg = GPTConfig(vocab_size=enc.n_vocab, block_size=128, n_layer=1, n_head=2, n_embd=32, dropout=0.0)
+    save_checkpoint(str(tmp_path / "sft" / "base.pt"), GPT(cfg), enc, "policy")
+    base = (tmp_path / "sft" / "base.pt").read_bytes()
+    prefix = sizes.candidate_prefixes(w["sft_prompts"], enc, 40, 1)[0]
+    sizes.distill(str(tmp_path), w, prefix, 60, None, batch_size=16, lr=3e-3)
+    m = json.loads((tmp_path / "distill" / "metrics.json").read_text())
+    assert m["prefix_tokens"] == len(encode(enc, prefix)) and m["n_prompts"] == len(w["sft_prompts"])
+    assert 0 < m["val_kl_after"] < 0.5 * m["val_kl_before"], m
+    assert (tmp_path / "sft" / "base.pt").read_bytes() == base
+    assert load_checkpoint(str(tmp_path / "distill" / "model.pt"), kind="policy")[0].config == cfg
+    stamp = (tmp_path / "distill" / "metrics.json").stat().st_mtime_ns
+    sizes.distill(str(tmp_path), w, prefix, 60, None)
+    assert (tmp_path / "distill" / "metrics.json").stat().st_mtime_ns == stamp

@@ -1,6 +1,7 @@
 """
 InstructGPT's Figure 1 against the gold labeler: by model size, the win rate against one SFT model
-of the base GPT, the GPT prompted with a few-shot prefix, SFT, PPO and PPO-ptx.
+of the base GPT, the GPT prompted with a few-shot prefix, SFT, PPO, PPO-ptx and the GPT with the
+prefix distilled into its weights.
 
     python -m nanorlhf.experiments.sizes --lock FILE   # --sizes 0.3M 1.1M 2.2M: 46 min beside out/world0 (measured)
 
@@ -15,7 +16,7 @@ around each stage and each size's sampling.
 Measured on the world's test set (held out by body) and its held-out combinations, T=1 and greedy:
 gold (mean, 95% CI; per family) and the win rate against the 1.1M SFT at the same decoding (ties half,
 Wilson 95% CI: evaluate.win_rate); the alignment tax, the loss on held-out pretraining text
-(train_sft.py's base_pretrain_loss, train_ppo.py's pretrain_loss and sft_pretrain_loss); the four
+(train_sft.py's base_pretrain_loss, train_ppo.py's pretrain_loss and sft_pretrain_loss); the five
 answers computed from these (answers(); the first also head to head).
 
 GPT prompted: the same base model after a few-shot prefix in the world's own format (<|prompt|> x
@@ -25,25 +26,35 @@ training or validation prompt and ROOM tokens of answer (PPO's limit; up to 48 a
 every row). Calibrated: of --prefixes random candidates, the best by greedy gold on validation
 prompts (prefix.json); test prompts are only checked to fit.
 
+GPT distilled: context distillation (Askell et al. section 3; distill()): the base model fine-tuned,
+with no prefix, to match the prompted model's next-token distribution on its own samples for the
+SFT prompts; it is then sampled without the prefix.
+
 Estimated on 2 cores from README wall times (pipeline ~10 min at 1.1M; the 4x train_sft 17 min):
 0.3M ~7 min, 4.5M ~40 min (~27 with askell's base), sampling and scoring ~6 min; from an empty
---root ~65 min. Not done (issue 22): context distillation. Held-out labelers: nanorlhf.experiments.labelers.
+--root ~65 min. Held-out labelers: nanorlhf.experiments.labelers.
 Writes --root/sizes.{json,md} and, with matplotlib, sizes.png (plots.sizes).
 """
 import argparse
+import copy
 import itertools
 import json
 import os
 import random
+import time
+
+import torch
 
 from nanorlhf import plots, world
-from nanorlhf.batching import encode_prompt
-from nanorlhf.checkpoint import load_checkpoint
+from nanorlhf.batching import encode_example, encode_prompt, heldout_stream, pretrain_loss, response_batch
+from nanorlhf.checkpoint import load_checkpoint, save_checkpoint
 from nanorlhf.errors import UserError, exit_on_user_error
 from nanorlhf.evaluate import gold_report, mean_gold, sample, win_rate
 from nanorlhf.experiments.askell import REPO, fmt, run_stage, write_results
 from nanorlhf.experiments.seeds import held
+from nanorlhf.losses import distill_kl
 from nanorlhf.report import FAMILIES, RUNS, load, stage_command
+from nanorlhf.run import autocast
 from nanorlhf.tokenizer import encode
 
 SHAPE = lambda n_layer, n_embd, n_head: ["--n-layer", str(n_layer), "--n-embd", str(n_embd), "--n-head", str(n_head)]
@@ -53,7 +64,7 @@ QUICK_SIZES = {"toy": ("toy", SHAPE(1, 32, 2)), "quick": ("world0", []), "wide":
 DEFAULT = {False: "1.1M", True: "quick"}  # the reference SFT's size
 ASKELL_BASE = os.path.join(REPO, "out", "x4", "sft")  # askell.SIZES["4x"]: reused for the 4.5M size
 METHODS = {"GPT": "sft/base.pt", "GPT prompted": "sft/base.pt", "SFT": "sft/model.pt", "PPO": "ppo_noptx/model.pt",
-           "PPO-ptx": "ppo/model.pt"}
+           "PPO-ptx": "ppo/model.pt", "GPT distilled": "distill/model.pt"}
 DECODINGS = {"T=1": 1.0, "greedy": 0.0}
 SETS = ("test", "heldout")
 ROOM = 32  # tokens left for the response after prefix + prompt: train_ppo.py's --max-new-tokens
@@ -128,12 +139,12 @@ def choose_prefix(model, enc, w, window, n):
             "n_exchanges": cands[best].count(world.EOT), "chosen": best}
 
 
-def responses(run, w, n_prefixes, lock):
-    """{method: {decoding: {set: [response]}}} of every checkpoint of `run` (cached in responses.json),
-    and the prefix record (prefix.json)."""
-    path, ppath = os.path.join(run, "responses.json"), os.path.join(run, "prefix.json")
-    if os.path.exists(path) and os.path.exists(ppath):
-        return json.load(open(path)), json.load(open(ppath))
+def prefix_of(run, w, n_prefixes, lock):
+    """The prefix record of `run`'s base model (choose_prefix; cached in prefix.json), checked to
+    leave ROOM tokens after every test prompt."""
+    path = os.path.join(run, "prefix.json")
+    if os.path.exists(path):
+        return json.load(open(path))
     with held(lock):
         window = pretraining(run)["window"]
         base, enc, _ = load_checkpoint(os.path.join(run, METHODS["GPT"]), kind="policy")
@@ -142,15 +153,81 @@ def responses(run, w, n_prefixes, lock):
             longest = max(len(encode_prompt(enc, prompted(pre["prefix"], p))) for p in w[f"{s}_prompts"])
             if longest + ROOM > window:
                 raise UserError(f"{run}: the prefix and a {s} prompt take {longest} of the {window}-token window")
-        out = {}
-        for method, rel in METHODS.items():
-            model = load_checkpoint(os.path.join(run, rel), kind="policy")[0].eval()
-            fix = pre["prefix"] if method == "GPT prompted" else ""
-            out[method] = {d: {s: sample(model, enc, [prompted(fix, p) for p in w[f"{s}_prompts"]], t, seed=1)[0]
+        json.dump(pre, open(path, "w"), indent=1)
+    return pre
+
+
+def distill(run, w, prefix, steps, lock, batch_size=32, lr=5e-4, seed=0):
+    """Context distillation (Askell et al. 2021, section 3) into run/distill/model.pt: the base model,
+    without the prefix C, fine-tuned by AdamW (SFT's lr, constant) to minimise distill_kl against
+    itself with C, at every response position (end-of-text included) of its prompted T=1 samples
+    (at most ROOM tokens) on the SFT prompts. Calibrated: steps, batch_size, lr. Measured: that KL on
+    200 validation prompts' samples before and after, and the held-out pretraining loss."""
+    out = os.path.join(run, "distill")
+    if load(out):
+        return
+    with held(lock):
+        t0, device = time.time(), torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        teacher, enc, _ = load_checkpoint(os.path.join(run, METHODS["GPT"]), kind="policy")
+        teacher = teacher.to(device).eval()
+        student = copy.deepcopy(teacher).train()
+        c = torch.tensor(encode(enc, prefix), device=device)  # (P,) the context C
+
+        def examples(prompts, sample_seed):  # (ids, n_prompt) of <|prompt|> x <|response|> y <|endoftext|>
+            ys = sample(teacher, enc, [prompted(prefix, p) for p in prompts], 1.0, ROOM, seed=sample_seed)[0]
+            return [(ids[:n + ROOM + 1], n) for ids, n in (encode_example(enc, p, y) for p, y in zip(prompts, ys))]
+
+        def kl(batch):
+            ids, mask = response_batch(batch, enc.eot_token, device)  # (B, T), (B, T-1) response targets
+            x = ids[:, :-1]
+            with autocast(device):
+                with torch.no_grad():  # the same positions behind C: (B, P + T-1, V) -> (B, T-1, V)
+                    t_logits = teacher(torch.cat([c.expand(len(x), -1), x], 1))[:, len(c):]
+                return distill_kl(student(x).float(), t_logits.float(), mask)
+
+        def val_kl():
+            student.eval()
+            with torch.no_grad():
+                v = sum(kl(val[i:i + 50]).item() * len(val[i:i + 50]) for i in range(0, len(val), 50)) / len(val)
+            student.train()
+            return v
+
+        train, val = examples(w["sft_prompts"], 2), examples(w["val_prompts"][:200], 3)
+        rng, opt = random.Random(seed), torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0)
+        before = val_kl()
+        for step in range(steps):
+            loss = kl(rng.sample(train, min(batch_size, len(train))))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if (step + 1) % 50 == 0:
+                print(f"[distill] {run} step {step + 1}/{steps} kl {loss.item():.4f}", flush=True)
+        metrics = {"args": {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed},
+                   "n_prompts": len(train), "prefix_tokens": len(c), "val_kl_before": before, "val_kl_after": val_kl(),
+                   "pretrain_loss": pretrain_loss(student, heldout_stream(enc, w["pretrain"])[1], device),
+                   "wall_seconds": time.time() - t0}
+        save_checkpoint(os.path.join(out, "model.pt"), student, enc, "policy")
+        json.dump(metrics, open(os.path.join(out, "metrics.json"), "w"), indent=1)
+        print(f"[distill] {run}: validation KL {before:.4f} -> {metrics['val_kl_after']:.4f} nats/token, "
+              f"{metrics['wall_seconds']:.0f} s", flush=True)
+
+
+def responses(run, w, prefix, lock):
+    """{method: {decoding: {set: [response]}}} of every checkpoint of `run`, cached in responses.json
+    (a method missing there is sampled and added)."""
+    path = os.path.join(run, "responses.json")
+    out = json.load(open(path)) if os.path.exists(path) else {}
+    missing = [m for m in METHODS if m not in out]
+    if not missing:
+        return out
+    with held(lock):
+        for method in missing:
+            model, enc, _ = load_checkpoint(os.path.join(run, METHODS[method]), kind="policy")
+            fix = prefix if method == "GPT prompted" else ""
+            out[method] = {d: {s: sample(model.eval(), enc, [prompted(fix, p) for p in w[f"{s}_prompts"]], t, seed=1)[0]
                                for s in SETS} for d, t in DECODINGS.items()}
-        json.dump(pre, open(ppath, "w"), indent=1)
         json.dump(out, open(path, "w"))
-    return out, pre
+    return out
 
 
 def rows_of(w, resp, info, ref):
@@ -172,11 +249,11 @@ def taxes(run):
     ppo, noptx = load(os.path.join(run, "ppo")), load(os.path.join(run, "ppo_noptx"))
     gpt = pretraining(run)["loss"]
     return {"GPT": gpt, "GPT prompted": gpt, "SFT": ppo["sft_pretrain_loss"], "PPO": noptx["pretrain_loss"],
-            "PPO-ptx": ppo["pretrain_loss"]}
+            "PPO-ptx": ppo["pretrain_loss"], "GPT distilled": load(os.path.join(run, "distill"))["pretrain_loss"]}
 
 
 def answers(rows, tax, test_set="test", dec="T=1"):
-    """The four answers, from the rows (win rates against the reference SFT; gold) and the losses."""
+    """The five answers, from the rows (win rates against the reference SFT; gold) and the losses."""
     r = {(x["size"], x["method"]): x for x in rows if x["set"] == test_set and x["decoding"] == dec}
     sizes = sorted({s for s, _ in r}, key=lambda s: r[s, "SFT"]["n_params"])
     small, large = sizes[0], sizes[-1]
@@ -186,7 +263,9 @@ def answers(rows, tax, test_set="test", dec="T=1"):
             "small_ppo_ptx_vs_large": {m: {k: diff((small, "PPO-ptx"), (large, m), k) for k in ("win", "gold")}
                                        for m in ("GPT", "GPT prompted")},
             "prompting_gain": gain("GPT prompted", "GPT"), "ppo_ptx_gain": gain("PPO-ptx", "SFT"),
-            "alignment_tax": {s: {m: tax[s][m] - tax[s]["GPT"] for m in ("SFT", "PPO", "PPO-ptx")} for s in sizes}}
+            "distillation_gain": gain("GPT distilled", "GPT"),
+            "alignment_tax": {s: {m: tax[s][m] - tax[s]["GPT"] for m in ("SFT", "PPO", "PPO-ptx", "GPT distilled")}
+                              for s in sizes}}
 
 
 def table(rows, info, tax, ref):
@@ -221,6 +300,8 @@ def answer_text(a, head):
         lines.append(f"{i}. {what}: " + "; ".join(f"{s} win {sig(v['win'])} gold {sig(v['gold'])}" for s, v in a[key].items()))
     lines.append("4. alignment tax (loss minus the GPT's): " + "; ".join(
         f"{s} " + ", ".join(f"{m} {sig(v)}" for m, v in t.items()) for s, t in a["alignment_tax"].items()))
+    lines.append("5. context distillation, distilled minus plain GPT (no prefix): " + "; ".join(
+        f"{s} win {sig(v['win'])} gold {sig(v['gold'])}" for s, v in a["distillation_gain"].items()))
     return "\n".join(lines)
 
 
@@ -229,6 +310,7 @@ def main(argv=None):
     ap.add_argument("--root", default="out", help="parent folder of the runs and of sizes.{json,md,png}")
     ap.add_argument("--sizes", nargs="+", help=f"sizes to run (default: all of {list(SIZES)})")
     ap.add_argument("--prefixes", type=int, default=4, help="few-shot prefix candidates, chosen on validation")
+    ap.add_argument("--distill-steps", type=int, help="context distillation's optimizer steps (default 300; --quick 10)")
     ap.add_argument("--quick", action="store_true", help="toy sizes and --quick stages: a smoke test")
     ap.add_argument("--lock", help="a file to lock while a stage runs (to share the machine with other jobs)")
     args = ap.parse_args(argv)
@@ -244,10 +326,14 @@ def main(argv=None):
         pipeline(runs[n], n, table_of[n][1], args.quick, args.lock)
     resp, prefixes = {}, {}
     for n in names:
-        resp[n], prefixes[n] = responses(runs[n], w, args.prefixes, args.lock)
+        prefixes[n] = prefix_of(runs[n], w, args.prefixes, args.lock)
+        distill(runs[n], w, prefixes[n]["prefix"], args.distill_steps or (10 if args.quick else 300), args.lock)
+        resp[n] = responses(runs[n], w, prefixes[n]["prefix"], args.lock)
     info, tax = {n: pretraining(runs[n]) for n in names}, {n: taxes(runs[n]) for n in names}
     rows = rows_of(w, resp, info, ref)
-    result = {"sizes": info, "reference": f"{ref} SFT", "prefixes": prefixes, "rows": rows, "alignment_tax": tax}
+    distilled = {n: load(os.path.join(runs[n], "distill")) for n in names}
+    result = {"sizes": info, "reference": f"{ref} SFT", "prefixes": prefixes, "rows": rows, "alignment_tax": tax,
+              "distillation": distilled}
     text = [f"# InstructGPT Figure 1 by model size, against the gold labeler (reference: the {ref} SFT)\n",
             table(rows, info, tax, ref), ""]
     for s in SETS:
@@ -259,6 +345,10 @@ def main(argv=None):
     text.append("Few-shot prefixes (validation greedy gold of the candidates): " + "; ".join(
         f"{n} {p['n_exchanges']} exchanges, {p['n_tokens']} tokens of {p['budget']}, "
         + " ".join(f"{g:.3f}" for g in p["val_gold"]) for n, p in prefixes.items()))
+    text.append("Context distillation (KL to the prompted model on 200 validation prompts' samples, nats per "
+                "response token, before -> after): " + "; ".join(
+                    f"{n} {d['val_kl_before']:.4f} -> {d['val_kl_after']:.4f} ({d['args']['steps']} steps, "
+                    f"{d['wall_seconds']:.0f} s)" for n, d in distilled.items()))
     text = "\n".join(text)
     print(text)
     write_results(os.path.join(root, "sizes"), text, result, lambda path: plots.sizes(rows, path))
