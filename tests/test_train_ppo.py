@@ -3,6 +3,7 @@ policy_forward and value_forward read the positions that predict each response t
 scores truncated responses with --truncated-score, shapes the rewards, runs GAE and whitens the
 advantages over the whole rollout; ppo_update takes the PPO-ptx steps in the documented order."""
 import math
+import statistics
 from types import SimpleNamespace
 
 import numpy as np
@@ -72,7 +73,8 @@ STOPPED = [True, False, True, False, True, True]
 def fake_generate(calls):
     def generate(model, prompts, max_new_tokens, eot_id, temperature, generator=None):
         """The contract of model.generate: prompts left-padded with eot_id, the mask on generated tokens."""
-        calls.append(dict(max_new_tokens=max_new_tokens, eot_id=eot_id, temperature=temperature, training=model.training))
+        calls.append(dict(max_new_tokens=max_new_tokens, eot_id=eot_id, temperature=temperature, training=model.training,
+                          seed=generator.initial_seed()))  # sampling must be seeded (resume, DDP ranks)
         P, W = max(map(len, prompts)), max(map(len, RESPONSES))
         tokens = torch.full((len(prompts), P + W), eot_id)
         gen = torch.zeros(len(prompts), P + W, dtype=torch.bool)
@@ -92,11 +94,11 @@ def models():
     return dict(policy=tiny(0).train(), ref=tiny(1), rm=tiny(2, scalar_head=True), value_model=tiny(3, scalar_head=True).train())
 
 
-def run_rollout(monkeypatch, models, beta=0.3, **kw):
+def run_rollout(monkeypatch, models, beta=0.3, it=3, rank=0, **kw):  # it 3: minibatches [4, 0] [3, 2] [1, 5]
     calls = []
     monkeypatch.setattr(train_ppo, "generate", fake_generate(calls))
     args = SimpleNamespace(**{**ARGS, **kw})
-    roll, info = train_ppo.rollout(args, 2, 0, CPU, ENC, PROMPTS, beta=beta, **models)
+    roll, info = train_ppo.rollout(args, it, rank, CPU, ENC, PROMPTS, beta=beta, **models)
     return args, roll, info, calls
 
 
@@ -122,7 +124,8 @@ def test_rollout_matches_an_episode_by_episode_recomputation(monkeypatch, models
     the mean and variance of the WHOLE rollout (not of each minibatch)."""
     beta = 0.3
     args, roll, info, calls = run_rollout(monkeypatch, models, beta)
-    assert calls == [dict(max_new_tokens=N, eot_id=EOT, temperature=0.9, training=False)]  # sampled in eval mode
+    assert [{k: v for k, v in c.items() if k != "seed"} for c in calls] == \
+        [dict(max_new_tokens=N, eot_id=EOT, temperature=0.9, training=False)]  # sampled in eval mode
     assert models["policy"].training  # and back to training mode
     assert len(info["prompts"]) == 6 and len(set(info["prompts"])) == 6 and set(info["prompts"]) <= set(PROMPTS)
     assert info["stopped"].tolist() == STOPPED
@@ -155,13 +158,47 @@ def test_rollout_matches_an_episode_by_episode_recomputation(monkeypatch, models
     assert info["kl"] == pytest.approx(np.mean([e["kl"] for e in exp]), abs=1e-4)
 
 
-def test_rollout_is_a_function_of_seed_and_iteration(monkeypatch, models):
-    """Prompts and minibatch layout come from (seed, iteration, rank) only: a resumed run redraws them."""
-    _, roll_a, info_a, _ = run_rollout(monkeypatch, models)
-    _, roll_b, info_b, _ = run_rollout(monkeypatch, models)
-    _, _, info_c, _ = run_rollout(monkeypatch, models, seed=4)
-    assert info_a["prompts"] == info_b["prompts"] != info_c["prompts"]
+def test_rollout_is_a_function_of_seed_iteration_and_rank(monkeypatch, models):
+    """Prompts, the sampling seed and the minibatch layout come from (seed, iteration, rank) only: a
+    resumed run redraws them, and each DDP rank and each iteration draws its own."""
+    _, roll_a, info_a, calls_a = run_rollout(monkeypatch, models)
+    _, roll_b, info_b, calls_b = run_rollout(monkeypatch, models)
+    assert info_a["prompts"] == info_b["prompts"] and calls_a == calls_b
     assert all(torch.equal(a["ids"], b["ids"]) for a, b in zip(roll_a, roll_b))
+    for change in (dict(seed=4), dict(it=4), dict(rank=1)):
+        _, _, info_c, calls_c = run_rollout(monkeypatch, models, **change)
+        assert info_c["prompts"] != info_a["prompts"] and calls_c[0]["seed"] != calls_a[0]["seed"], change
+
+
+@pytest.mark.parametrize("advantage", ["rloo", "grpo"])
+def test_rollout_gives_every_token_its_groups_baselined_sequence_reward(monkeypatch, models, advantage):
+    """RLOO and GRPO, k = 3 samples of each prompt, contiguous in rollout order. R_i is the score less
+    beta * KL for RLOO (the KL in the reward) and the bare score for GRPO (its KL is in the loss);
+    each group is its own baseline (against expected_episode and statistics, not the losses); every
+    response token gets its episode's advantage, padding 0; with no value model, no returns."""
+    beta = 0.3
+    args, roll, info, _ = run_rollout(monkeypatch, {**models, "value_model": None}, beta, advantage=advantage,
+                                      group_size=3)
+    p = info["prompts"]
+    assert p == [p[0]] * 3 + [p[3]] * 3 and p[0] != p[3]
+    exp = [expected_episode(models, q, r, s, args, beta) for q, r, s in zip(p, RESPONSES, STOPPED)]
+    R = [e["score"] - beta * e["kl"] if advantage == "rloo" else e["score"] for e in exp]
+    want = []
+    for g in (R[:3], R[3:]):
+        if advantage == "rloo":  # R_i - mean of the other two
+            want += [g[i] - (sum(g) - g[i]) / 2 for i in range(3)]
+        else:
+            want += [(x - statistics.mean(g)) / (statistics.stdev(g) + 1e-4) for x in g]
+    seen = []
+    for mb in roll:
+        assert mb["values"] is None and mb["ret"] is None
+        for b, i in enumerate(mb["episodes"].tolist()):
+            seen.append(i)
+            start, n = int(mb["start"][b]), len(RESPONSES[i])
+            assert mb["ids"][b, start:start + n].tolist() == RESPONSES[i]  # the episode index names this row
+            assert mb["adv"][b, :n].tolist() == pytest.approx([want[i]] * n, abs=1e-4)
+            assert (mb["adv"][b, n:] == 0).all()
+    assert sorted(seen) == list(range(6))
 
 
 # ---------------------------------------------------------------- ppo_update
