@@ -235,6 +235,10 @@ def sizes(rows, path):
             ax.errorbar([r["n_params"] for r in rs], y, yerr=err, fmt="-o", color=f"C{i}", capsize=3, label=m)
         ax.axhline(0.5, color="gray", ls=":", lw=1)
     _log_x_panels(axes[0], [f"{s} set: win rate vs the reference SFT (T=1)" for s in sets], "parameters")
+    params = sorted({r["n_params"] for r in rows})
+    for ax in axes[0]:  # one tick per size, labelled as the study names it
+        ax.set_xticks(params, [f"{n / 1e6:.1f}M" for n in params], minor=False)
+        ax.set_xticks([], minor=True)
     fig.suptitle("Gold-labeler preference by model size (InstructGPT Figure 1)")
     return _save(fig, path)
 

@@ -178,3 +178,29 @@ def test_rm_scaling_figure_draws_the_curve_and_its_yardsticks(tmp_path, figures)
     np.testing.assert_allclose(np.asarray(ppo.lines[0].get_ydata(), float), [0.25, 0.26, 0.35])
     np.testing.assert_allclose(np.asarray(greedy.lines[0].get_ydata(), float), [0.5, 0.5, 0.6])
     assert acc.get_xscale() == gold.get_xscale() == "log"
+
+
+def test_sizes_figure_draws_each_methods_t1_win_rate_by_parameters(tmp_path, figures):
+    """plots.sizes (InstructGPT Figure 1): a panel per test set, a line per method through its T=1 win
+    rates in order of parameters (rows given out of order; greedy rows ignored), CI error bars, one
+    labelled tick per size on a log axis."""
+    matplotlib.use("Agg")
+    sizes = {"0.3M": 297408, "4.5M": 4538624, "1.1M": 1088000}
+    rows = [dict(set=s, method=m, decoding=d, n_params=n, win=w, win_ci95=[w - 0.02, w + 0.03])
+            for s in ("test", "heldout") for m in ("GPT", "PPO-ptx") for d in ("T=1", "greedy")
+            for n in sizes.values()
+            for w in [round((0.1 if m == "GPT" else 0.3) + n / 1e7 + (0.05 if s == "heldout" else 0)
+                            + (0.2 if d == "greedy" else 0), 4)]]
+    check_png(plots.sizes(rows, str(tmp_path / "sizes.png")), figures["sizes.png"])
+    axes = figures["sizes.png"].axes
+    assert [ax.get_title().split()[0] for ax in axes] == ["test", "heldout"]
+    x = sorted(sizes.values())
+    for ax, shift in zip(axes, (0, 0.05)):
+        assert ax.get_xscale() == "log"
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0.3M", "1.1M", "4.5M"]
+        for c, base in zip(ax.containers, (0.1, 0.3)):
+            xs, ys = (np.asarray(v, float) for v in c.lines[0].get_data())
+            np.testing.assert_allclose(xs, x)
+            np.testing.assert_allclose(ys, [base + n / 1e7 + shift for n in x], atol=1e-4)
+            segs = c.lines[2][0].get_segments()  # the error bars: win - 0.02 to win + 0.03
+            np.testing.assert_allclose([(s[0][1] - y, s[1][1] - y) for s, y in zip(segs, ys)], [(-0.02, 0.03)] * 3, atol=1e-6)
