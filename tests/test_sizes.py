@@ -75,7 +75,8 @@ def crafted():
     code = {"b": 0.1, "a": 0.2, "c": 0.3}
     rows = [{"size": z, "n_params": info[z]["n_params"], "method": m, "decoding": d, "set": s,
              "win": code[z] + i / 100 + (s == "heldout") / 1000 + (d == "greedy") / 2, "win_ci95": [0, 1],
-             "gold": -(code[z] + i / 100), "gold_ci95": [-1, 0], **{f"gold_{f}": 0.25 for f in sizes.FAMILIES}}
+             "gold": -(code[z] + i / 100), "gold_ci95": [-1, 0], **{f"gold_{f}": 0.25 for f in sizes.FAMILIES},
+             **{f"success_{f}": j / 10 + (d == "greedy") / 100 + code[z] / 100 for j, f in enumerate(sizes.FAMILIES)}}
             for z in info for i, m in enumerate(METHODS) for d in sizes.DECODINGS for s in sizes.SETS]
     tax = {z: {"GPT": 2.0 + code[z], "GPT prompted": 2.0 + code[z], "SFT": 3.0, "PPO": 3.5, "PPO-ptx": 2.5,
                "GPT distilled": 2.4} for z in info}
@@ -107,6 +108,8 @@ def test_table_on_crafted_numbers():
         "[-1.000, 0.000] | 0.841 [0.000, 1.000] / -0.340 [-1.000, 0.000] |" in lines
     assert "| PPO-ptx | 2.500 | 2.500 | 2.500 |" in lines and "| GPT | 2.100 | 2.200 | 2.300 |" in lines
     assert "| c SFT | 0.25 | 0.25 | 0.25 | 0.25 | 0.25 |" in lines
+    assert "| a PPO | 0.002 / 0.012 | 0.102 / 0.112 | 0.202 / 0.212 | 0.302 / 0.312 | 0.402 / 0.412 |" in lines
+    assert lines.count("| c GPT | 0.003 / 0.013 | 0.103 / 0.113 | 0.203 / 0.213 | 0.303 / 0.313 | 0.403 / 0.413 |") == 2  # test, heldout
     text = sizes.answer_text(sizes.answers(rows, tax), {m: {"win_rate": 0.6, "win_rate_ci95": [0.5, 0.7]}
                                                         for m in ("GPT", "GPT prompted")})
     assert "1. b PPO-ptx minus c GPT: win -0.160, gold +0.160; head to head b PPO-ptx wins 0.600 [0.500, 0.700]" in text

@@ -240,7 +240,7 @@ def rows_of(w, resp, info, ref):
         rows.append({"size": z, "n_params": info[z]["n_params"], "method": m, "decoding": d, "set": s,
                      "win": wr["win_rate"], "win_ci95": wr["win_rate_ci95"], "tie": wr["tie_rate"],
                      "gold": g["gold_score"], "gold_ci95": g["gold_score_ci95"],
-                     **{f"gold_{f}": g.get(f"gold_{f}") for f in FAMILIES}})
+                     **{f"{k}_{f}": g.get(f"{k}_{f}") for k in ("gold", "success") for f in FAMILIES}})
     return rows
 
 
@@ -284,6 +284,10 @@ def table(rows, info, tax, ref):
         lines += ["", f"| {s}, T=1: gold by family | " + " | ".join(FAMILIES) + " |", "|---" * (len(FAMILIES) + 1) + "|"]
         lines += [f"| {z} {m} | " + " | ".join(f"{get[z, m, 'T=1', s][f'gold_{f}']:.2f}" for f in FAMILIES) + " |"
                   for z in sizes for m in METHODS]
+        lines += ["", f"| {s}: success rate by family, T=1 / greedy | " + " | ".join(FAMILIES) + " |",
+                  "|---" * (len(FAMILIES) + 1) + "|"]
+        lines += [f"| {z} {m} | " + " | ".join(" / ".join(f"{get[z, m, d, s][f'success_{f}']:.3f}" for d in DECODINGS)
+                                               for f in FAMILIES) + " |" for z in sizes for m in METHODS]
     lines += ["", "| alignment tax: held-out pretraining loss | " + " | ".join(sizes) + " |", "|---" * (len(sizes) + 1) + "|"]
     lines += [f"| {m} | " + " | ".join(f"{tax[z][m]:.3f}" for z in sizes) + " |" for m in METHODS if m != "GPT prompted"]
     return "\n".join(lines)
