@@ -3,7 +3,7 @@ InstructGPT's Figure 1 against the gold labeler: by model size, the win rate aga
 of the base GPT, the GPT prompted with a few-shot prefix, SFT, PPO, PPO-ptx and the GPT with the
 prefix distilled into its weights.
 
-    python -m nanorlhf.experiments.sizes --lock FILE   # --sizes 0.3M 1.1M 2.2M: 46 min beside out/world0 (measured)
+    python -m nanorlhf.experiments.sizes --lock FILE   # --sizes 0.3M 1.1M 2.2M: 46 min beside out/world0
 
 Sizes: 0.3M (3 layers x 64), 1.1M (the default: out/world0, the seed-0 run of nanorlhf.experiments.seeds,
 made here if absent), 2.2M (4 layers x 192: --sizes 0.3M 1.1M 2.2M fits a 2-core session) and 4.5M (5 layers x 256, askell's larger trunk: out/x4/sft/base.pt is reused
@@ -30,9 +30,9 @@ GPT distilled: context distillation (Askell et al. section 3; distill()): the ba
 with no prefix, to match the prompted model's next-token distribution on its own samples for the
 SFT prompts; it is then sampled without the prefix.
 
-Estimated on 2 cores from README wall times (pipeline ~10 min at 1.1M; the 4x train_sft 17 min):
-0.3M ~7 min, 4.5M ~40 min (~27 with askell's base), sampling and scoring ~6 min; from an empty
---root ~65 min. Held-out labelers: nanorlhf.experiments.labelers.
+Measured on 2 cores (2026-12-03, stage wall_seconds): 0.3M 16 min, 1.1M 27, 2.2M 38, 4.5M 82, and
+~5 min of prefix choice and sampling: ~170 min from an empty --root for all four sizes.
+Held-out labelers: nanorlhf.experiments.labelers.
 Writes --root/sizes.{json,md} and, with matplotlib, sizes.png (plots.sizes).
 """
 import argparse
