@@ -130,6 +130,11 @@ def test_study_end_to_end_quick_and_resumes(tmp_path):
     ref = [r for r in res["rows"] if r["size"] == "quick" and r["method"] == "SFT"]
     assert len(ref) == 4 and all(r["win"] == 0.5 and r["tie"] == 1.0 for r in ref)
     assert (tmp_path / "toy" / "prefix.json").exists() and (tmp_path / "world0" / "ppo" / "model.pt").exists()
+    # one RM for every size, the reference's (the paper's 6B RM): the toy size trains none and uses it
+    assert not (tmp_path / "toy" / "rm").exists()
+    for stage in ("ppo", "ppo_noptx"):
+        assert json.loads((tmp_path / "toy" / stage / "metrics.json").read_text())["args"]["rm"] == \
+            str(tmp_path / "world0" / "rm" / "model.pt")
     assert "Answers (heldout set, T=1" in (tmp_path / "sizes.md").read_text()
     p = study("--quick", "--sizes", "toy", "quick", "--prefixes", "2", "--root", str(tmp_path))
     assert p.returncode == 0 and "[study]" not in p.stdout  # every stage and the responses are cached

@@ -60,6 +60,7 @@ from nanorlhf.tokenizer import encode
 SHAPE = lambda n_layer, n_embd, n_head: ["--n-layer", str(n_layer), "--n-embd", str(n_embd), "--n-head", str(n_head)]
 SIZES = {"0.3M": ("size0.3M", SHAPE(3, 64, 4)), "1.1M": ("world0", []), "2.2M": ("size2.2M", SHAPE(4, 192, 6)),
          "4.5M": ("size4.5M", SHAPE(5, 256, 8))}
+DEFAULT_SIZES = {False: ["0.3M", "1.1M", "4.5M"], True: ["toy", "quick", "wide"]}  # 2.2M by --sizes (budget)
 QUICK_SIZES = {"toy": ("toy", SHAPE(1, 32, 2)), "quick": ("world0", []), "wide": ("wide", SHAPE(2, 96, 4))}
 DEFAULT = {False: "1.1M", True: "quick"}  # the reference SFT's size
 ASKELL_BASE = os.path.join(REPO, "out", "x4", "sft")  # askell.SIZES["4x"]: reused for the 4.5M size
@@ -70,15 +71,22 @@ SETS = ("test", "heldout")
 ROOM = 32  # tokens left for the response after prefix + prompt: train_ppo.py's --max-new-tokens
 
 
-def pipeline(run, name, shape, quick, lock):
-    """The default pipeline in folder `run`, skipping stages whose metrics.json exists. A size other
-    than the reference's has its scripts' own final evaluations on 200 test prompts (unused here)."""
+def pipeline(run, name, shape, quick, lock, ref_run):
+    """The default pipeline in folder `run`, skipping stages whose metrics.json exists. One reward
+    model for every size, as in the paper (its 6B RM trained every PPO model): the reference size's
+    (ref_run/rm), which also initializes each size's value function; the other sizes train none. A
+    size other than the reference's has its scripts' own final evaluations on 200 test prompts
+    (unused here)."""
     for stage in RUNS:
-        short_eval = bool(shape) and not quick and stage != "rm"
+        if stage == "rm" and run != ref_run:
+            continue
+        short_eval = bool(shape) and not quick
         extra = ["--seed", "0"] + ["--quick"] * quick + ["--n-eval", "200"] * short_eval
         if stage == "sft":
             reuse = name == "4.5M" and load(ASKELL_BASE) and os.path.exists(os.path.join(ASKELL_BASE, "base.pt"))
             extra += ["--init", os.path.join(ASKELL_BASE, "base.pt")] if reuse else shape + ["--block-size", "128"] * quick
+        elif stage != "rm":  # argparse keeps an option's last value: this --rm replaces stage_command's own
+            extra += ["--rm", os.path.join(ref_run, "rm", "model.pt")]
         run_stage(stage_command(run, stage, extra), lock, os.path.join(run, stage, "metrics.json"))
 
 
@@ -312,22 +320,22 @@ def answer_text(a, head):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", default="out", help="parent folder of the runs and of sizes.{json,md,png}")
-    ap.add_argument("--sizes", nargs="+", help=f"sizes to run (default: all of {list(SIZES)})")
+    ap.add_argument("--sizes", nargs="+", help=f"sizes to run, of {list(SIZES)} (default: {' '.join(DEFAULT_SIZES[False])})")
     ap.add_argument("--prefixes", type=int, default=4, help="few-shot prefix candidates, chosen on validation")
     ap.add_argument("--distill-steps", type=int, help="context distillation's optimizer steps (default 300; --quick 10)")
     ap.add_argument("--quick", action="store_true", help="toy sizes and --quick stages: a smoke test")
     ap.add_argument("--lock", help="a file to lock while a stage runs (to share the machine with other jobs)")
     args = ap.parse_args(argv)
     table_of = QUICK_SIZES if args.quick else SIZES
-    names = args.sizes or list(table_of)
+    names = args.sizes or DEFAULT_SIZES[args.quick]
     ref = DEFAULT[args.quick]
     if ref not in names or any(n not in table_of for n in names):
         raise UserError(f"--sizes: choose from {list(table_of)}, including the reference {ref}")
     root = os.path.abspath(args.root)
     w = world.make_world(seed=0, scale=0.05 if args.quick else 1.0)
     runs = {n: os.path.join(root, table_of[n][0]) for n in names}
-    for n in names:
-        pipeline(runs[n], n, table_of[n][1], args.quick, args.lock)
+    for n in sorted(names, key=lambda n: n != ref):  # the reference first: its RM serves every size
+        pipeline(runs[n], n, table_of[n][1], args.quick, args.lock, runs[ref])
     resp, prefixes = {}, {}
     for n in names:
         prefixes[n] = prefix_of(runs[n], w, args.prefixes, args.lock)
