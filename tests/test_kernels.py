@@ -78,6 +78,16 @@ temperatures = st.sampled_from([1.0, 0.7, 1.6])
 logit_scales = st.sampled_from([1.0, 5.0, 30.0])
 
 
+# Examples per property test. Each runs Triton's interpreter (seconds an example), so mutation testing
+# (README "Mutation testing") caps them all with NANORLHF_KERNEL_EXAMPLES=N: a mutant of a wrapper
+# fails on almost any input, and hundreds of mutants at 25-60 examples each would take hours.
+KERNEL_EXAMPLES = int(os.environ.get("NANORLHF_KERNEL_EXAMPLES", "0"))
+
+
+def examples(n):
+    return settings(max_examples=min(n, KERNEL_EXAMPLES) if KERNEL_EXAMPLES else n)
+
+
 def randn(*shape, seed, dtype=torch.float32, scale=1.0):
     g = torch.Generator().manual_seed(seed)
     return (scale * torch.randn(*shape, generator=g)).to(DEVICE, dtype)
@@ -113,7 +123,7 @@ def check_attention(seed, B, nh, T, hs, causal, dtype, transposed=False):
         assert_close(a, e, atol, rtol, f"{name} (B={B} nh={nh} T={T} hs={hs} causal={causal} {dtype})")
 
 
-@settings(max_examples=50)
+@examples(50)
 @given(seed=seeds, B=st.integers(1, 2), nh=st.integers(1, 2), T=seq_lens, hs=head_sizes,
        causal=st.booleans(), dtype=dtypes, transposed=st.booleans())  # fmt: skip
 @example(seed=0, B=1, nh=1, T=1, hs=16, causal=True, dtype=torch.float32, transposed=False)  # a single token
@@ -144,7 +154,7 @@ def test_flash_attention_shipped_gpu_tiles(monkeypatch, target, group, hs):
     check_attention(0, 1, 1, 131, hs, True, dtype)
 
 
-@settings(max_examples=20)
+@examples(20)
 @given(seed=seeds, T=st.integers(2, 40), data=st.data())
 def test_flash_attention_causal_ignores_future(seed, T, data):
     """Changing keys and values after position i changes neither o[:i+1] nor dq[:i+1]."""
@@ -184,7 +194,7 @@ def check_against_reference(fn, ref, logits, *args, atol=1e-4, rtol=1e-5, grad_t
     assert_close(grad, grad_ref, *(grad_tol or GRAD_TOL[logits.dtype]), f"d {fn.__name__} / d logits {what}")
 
 
-@settings(max_examples=40)
+@examples(40)
 @given(seed=seeds, lead=lead_shapes, V=vocab_sizes, dtype=dtypes, temperature=temperatures, scale=logit_scales)
 @example(seed=0, lead=(3,), V=1, dtype=torch.float32, temperature=1.0, scale=1.0)  # a one-word vocabulary
 def test_token_logprobs_matches_reference(seed, lead, V, dtype, temperature, scale):
@@ -194,7 +204,7 @@ def test_token_logprobs_matches_reference(seed, lead, V, dtype, temperature, sca
     check_against_reference(token_logprobs, token_logprobs_ref, logits, targets, temperature, what=what)
 
 
-@settings(max_examples=25)  # Triton's interpreter: seconds an example
+@examples(25)  # Triton's interpreter: seconds an example
 @given(seed=seeds, lead=lead_shapes, V=vocab_sizes, dtype=dtypes, temperature=temperatures, scale=logit_scales)
 def test_token_entropy_matches_reference(seed, lead, V, dtype, temperature, scale):
     logits = randn(*lead, V, seed=seed, dtype=dtype, scale=scale)
@@ -202,7 +212,7 @@ def test_token_entropy_matches_reference(seed, lead, V, dtype, temperature, scal
     check_against_reference(token_entropy, token_entropy_ref, logits, temperature, what=what)
 
 
-@settings(max_examples=25)  # Triton's interpreter: seconds an example
+@examples(25)  # Triton's interpreter: seconds an example
 @given(seed=seeds, lead=lead_shapes, V=vocab_sizes, dtype=dtypes, scale=logit_scales)
 def test_token_kl_matches_reference(seed, lead, V, dtype, scale):
     logits = randn(*lead, V, seed=seed, dtype=dtype, scale=scale)
@@ -225,7 +235,7 @@ def extreme_logits(seed, N, V, dtype):
     return logits.to(DEVICE, dtype), targets.to(DEVICE)
 
 
-@settings(max_examples=25)
+@examples(25)
 @given(seed=seeds, N=st.integers(1, 4), V=vocab_sizes, dtype=dtypes)
 def test_extreme_and_masked_logits(seed, N, V, dtype):
     # fp32 numbers near 1e4 are 1e-3 apart, so sums of terms that size carry ~1e-3 absolute error;
@@ -242,7 +252,7 @@ def test_extreme_and_masked_logits(seed, N, V, dtype):
     check_against_reference(token_kl, token_kl_ref, logits, ref_logits, atol=4e-3, rtol=1e-5, grad_tol=kl_grad_tol)
 
 
-@settings(max_examples=15)
+@examples(15)
 @given(seed=seeds, V=st.one_of(st.sampled_from([1, 2, 37, 64]), st.integers(1, 64)),  # V rows per call: keep V small
        temperature=temperatures, scale=logit_scales, shift=st.sampled_from([-50.0, 3.0, 100.0]))  # fmt: skip
 def test_logprob_invariants(seed, V, temperature, scale, shift):
@@ -258,7 +268,7 @@ def test_logprob_invariants(seed, V, temperature, scale, shift):
     assert_close(token_kl(shifted, logits), torch.zeros(1), 1e-4, 0, "KL to a shifted copy")
 
 
-@settings(max_examples=25)  # Triton's interpreter: seconds an example
+@examples(25)  # Triton's interpreter: seconds an example
 @given(seed=seeds, lead=lead_shapes, V=vocab_sizes, scale=logit_scales)
 def test_entropy_and_kl_invariants(seed, lead, V, scale):
     """0 <= H <= log V; KL >= 0, and KL(p || p) == 0."""
@@ -304,7 +314,7 @@ def hidden_value_and_grads(fn, h, W, y, g_lp, g_H, temperature, entropy, **kw):
     return outs, torch.autograd.grad(loss, (h, W))
 
 
-@settings(max_examples=60)
+@examples(60)
 @given(seed=seeds, N=st.one_of(st.sampled_from([1, 7, 8, 9, 33]), st.integers(1, 40)), C=st.sampled_from([1, 3, 16]),
        V=vocab_sizes, chunk=st.sampled_from([1, 4, 8, 1024]), temperature=temperatures, scale=logit_scales,
        entropy=st.booleans())
@@ -322,7 +332,7 @@ def test_hidden_logprobs_matches_reference_float64(seed, N, C, V, chunk, tempera
     assert_close(dW, dW_ref, 1e-9, 1e-9, f"dW {what}")
 
 
-@settings(max_examples=10)  # the Triton chunk kernels in the interpreter
+@examples(10)  # the Triton chunk kernels in the interpreter
 @given(seed=seeds, N=st.integers(1, 12), V=st.sampled_from([1, 97, 300]), chunk=st.sampled_from([5, 64]),
        temperature=temperatures)
 @example(seed=1, N=12, V=97, chunk=5, temperature=0.7)  # three chunks, the last one short
