@@ -3,15 +3,17 @@ InstructGPT's Figure 1 against the gold labeler: by model size, the win rate aga
 of the base GPT, the GPT prompted with a few-shot prefix, SFT, PPO, PPO-ptx and the GPT with the
 prefix distilled into its weights.
 
-    python -m nanorlhf.experiments.sizes --lock FILE   # --sizes 0.3M 1.1M 2.2M: 46 min beside out/world0
+    python -m nanorlhf.experiments.sizes --lock FILE   # 0.3M 1.1M 4.5M from an empty --root (README: wall time)
 
 Sizes: 0.3M (3 layers x 64), 1.1M (the default: out/world0, the seed-0 run of nanorlhf.experiments.seeds,
-made here if absent), 2.2M (4 layers x 192: --sizes 0.3M 1.1M 2.2M fits a 2-core session) and 4.5M (5 layers x 256, askell's larger trunk: out/x4/sft/base.pt is reused
-where it and its metrics.json exist). Every size is pretrained alike (train_sft.py: 1,000 steps of
-32 x 128 tokens of the seed-0 corpus), then runs the default pipeline with its own RM (the paper used
-one 6B RM): train_sft.py, train_rm.py, train_ppo.py --ptx-coef 0 (PPO), train_ppo.py (PPO-ptx), into
---root/{size0.3M,world0,size4.5M}. A stage whose metrics.json exists is skipped; --lock FILE is held
-around each stage and each size's sampling.
+made here if absent), 4.5M (5 layers x 256, askell's larger trunk: out/x4/sft/base.pt is reused where
+it and its metrics.json exist) and, by --sizes, 2.2M (4 layers x 192; left out of the default for the
+75-minute budget). Every size is pretrained alike (train_sft.py: 1,000 steps of 32 x 128 tokens of the
+seed-0 corpus), then runs the default pipeline, train_sft.py, train_ppo.py --ptx-coef 0 (PPO),
+train_ppo.py (PPO-ptx), into --root/{size0.3M,world0,size4.5M}, with ONE reward model, as in the paper
+(its 6B RM trained the PPO models of every size): the 1.1M run's train_rm.py, which also initializes
+each size's value function. A stage whose metrics.json exists is skipped; --lock FILE is held around
+each stage and each size's sampling.
 
 Measured on the world's test set (held out by body) and its held-out combinations, T=1 and greedy:
 gold (mean, 95% CI; per family) and the win rate against the 1.1M SFT at the same decoding (ties half,
@@ -30,8 +32,6 @@ GPT distilled: context distillation (Askell et al. section 3; distill()): the ba
 with no prefix, to match the prompted model's next-token distribution on its own samples for the
 SFT prompts; it is then sampled without the prefix.
 
-Measured on 2 cores (2026-12-03, stage wall_seconds): 0.3M 16 min, 1.1M 27, 2.2M 38, 4.5M 82, and
-~5 min of prefix choice and sampling: ~170 min from an empty --root for all four sizes.
 Held-out labelers: nanorlhf.experiments.labelers.
 Writes --root/sizes.{json,md} and, with matplotlib, sizes.png (plots.sizes).
 """
