@@ -46,11 +46,12 @@ def load(folder):
         return json.load(f)
 
 
-def stage_command(root, stage, extra=()):
-    """The command line that makes root/stage (checkpoints read from the same root)."""
+def stage_command(root, stage, extra=(), rm=None):
+    """The command line that makes root/stage (checkpoints read from the same root; the reward model
+    from `rm` where given)."""
     script, *args = RUNS[stage]
     io = {"sft": ["--out", f"{root}/sft"], "rm": ["--sft", f"{root}/sft/model.pt", "--out", f"{root}/rm"]}.get(
-        stage, ["--sft", f"{root}/sft/model.pt", "--rm", f"{root}/rm/model.pt", "--out", f"{root}/{stage}"])
+        stage, ["--sft", f"{root}/sft/model.pt", "--rm", rm or f"{root}/rm/model.pt", "--out", f"{root}/{stage}"])
     return [script, *args, *io, *extra]
 
 

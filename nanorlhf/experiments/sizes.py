@@ -85,9 +85,8 @@ def pipeline(run, name, shape, quick, lock, ref_run):
         if stage == "sft":
             reuse = name == "4.5M" and load(ASKELL_BASE) and os.path.exists(os.path.join(ASKELL_BASE, "base.pt"))
             extra += ["--init", os.path.join(ASKELL_BASE, "base.pt")] if reuse else shape + ["--block-size", "128"] * quick
-        elif stage != "rm":  # argparse keeps an option's last value: this --rm replaces stage_command's own
-            extra += ["--rm", os.path.join(ref_run, "rm", "model.pt")]
-        run_stage(stage_command(run, stage, extra), lock, os.path.join(run, stage, "metrics.json"))
+        cmd = stage_command(run, stage, extra, rm=os.path.join(ref_run, "rm", "model.pt"))
+        run_stage(cmd, lock, os.path.join(run, stage, "metrics.json"))
 
 
 def pretraining(run):
