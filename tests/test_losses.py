@@ -626,3 +626,39 @@ def test_ipo_pulls_the_margin_to_half_over_beta_where_dpo_keeps_pushing(beta, h)
     if abs(h - target) > 1e-6:  # IPO's gradient points back toward the target margin from both sides
         assert math.copysign(1, grad(h, True)) == math.copysign(1, h - target)
     assert grad(h, False) < 0 and grad(target + 10, False) < 0  # DPO: raise the chosen's ratio, always
+
+
+# ---------------------------------------------------------------- edges the property tests do not draw
+
+def test_a_tie_is_not_a_correct_ranking():
+    """Every accuracy counts a pair right only when the preferred response scores strictly higher, so
+    a constant reward model, or DPO at its first step (policy = reference: every h = 0), scores 0, not 1."""
+    _, acc = rm_ranking_loss(torch.zeros(2, 4, dtype=DT), torch.tensor([4, 2]))
+    assert acc.item() == 0.0
+    _, acc = dpo_loss(torch.zeros(2, 4, dtype=DT), torch.tensor([3, 4]), beta=0.1)
+    assert acc.item() == 0.0
+    # s = 0 does not predict "acceptable": wrong on every 1 label
+    _, acc = binary_loss(torch.zeros(1, 2, dtype=DT), torch.tensor([[True, True]]), torch.ones(1, 2, dtype=torch.bool))
+    assert acc.item() == 0.0
+
+
+def test_whitening_a_constant_gives_zeros_not_nan():
+    """var = 0 (every advantage equal, e.g. a group that all scored the same): the 1e-8 keeps the
+    rsqrt finite, and the whitened values are 0."""
+    mask = torch.tensor([[True, True, False]])
+    w = masked_whiten(torch.full((1, 3), 7.0, dtype=DT), mask)
+    assert torch.equal(w, torch.zeros(1, 3, dtype=DT))
+
+
+def test_ppo_losses_clip_at_0_2_by_default():
+    """The paper's clip, 0.2, for both losses when none is given: ratio 1.5 on a positive advantage is
+    clipped at 1.2, and a value moved by 1 is clipped to 0.2 from the old value."""
+    mask = torch.ones(1, 1, dtype=torch.bool)
+    old, adv = torch.zeros(1, 1, dtype=DT), torch.ones(1, 1, dtype=DT)
+    loss, stats = ppo_policy_loss(old + math.log(1.5), old, adv, mask)
+    assert_close(loss, -1.2)
+    assert_close(stats["clipfrac"], 1.0)
+    # value 1 from old value 0 toward a return of 2: clipped to 0.2, (0.2 - 2)^2 = 3.24 beats (1 - 2)^2 = 1
+    loss, stats = ppo_value_loss(old + 1.0, old, old + 2.0, mask)
+    assert_close(loss, 0.5 * (0.2 - 2.0) ** 2)
+    assert_close(stats["vf_clipfrac"], 1.0)

@@ -500,6 +500,7 @@ def test_model_logprobs_fused_equals_the_plain_head(monkeypatch, head_at):
         logp, ent = model_logprobs(net, x[:, :-1], y, 0.7, head_at=at, entropy=True)
         loss = -logp.sum() + (0 if head_at else model_lm_loss(net, x[:, :-1], x[:, 1:], mask))
         loss.backward()
+        assert not ent.requires_grad  # a statistic: no gradient may flow through it on either path
         got[mode] = (logp.detach(), ent, loss.detach(), [p.grad.clone() for p in net.parameters() if p.grad is not None])
     for a, b in zip(got["1"][:3], got["0"][:3]):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
@@ -508,3 +509,23 @@ def test_model_logprobs_fused_equals_the_plain_head(monkeypatch, head_at):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
     monkeypatch.setattr(D, "FUSED_LOGPROBS", "auto")
     assert not D.use_fused_logprobs(x, D.FUSED_CPU_VOCAB - 1) and D.use_fused_logprobs(x, D.FUSED_CPU_VOCAB)
+
+
+def test_auto_fuses_by_the_vocabulary_size_and_reads_through_ddp(monkeypatch, reference_kernels):
+    """"auto" on CPU takes the fused path (kernels.hidden_logprobs) from FUSED_CPU_VOCAB tokens up,
+    for model_logprobs and model_lm_loss alike; the size is the head's V, not its width C. The head
+    is found through a DistributedDataParallel-style .module wrapper (losses.unembedding)."""
+    import types
+
+    import kernels._dispatch as D
+    import nanorlhf.losses as L
+    monkeypatch.setattr(D, "FUSED_LOGPROBS", "auto")
+    calls, real = [], L.hidden_logprobs
+    monkeypatch.setattr(L, "hidden_logprobs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for V, fused in ((D.FUSED_CPU_VOCAB, True), (97, False)):
+        net, calls[:] = tiny(seed=1, vocab_size=V, n_embd=16, n_head=2, n_layer=1), []
+        x = torch.randint(0, V, (2, 6))
+        L.model_logprobs(net, x[:, :-1], x[:, 1:])
+        L.model_lm_loss(net, x[:, :-1], x[:, 1:], torch.ones(2, 5, dtype=torch.bool))
+        assert len(calls) == 2 * fused, (V, calls)
+        assert L.unembedding(types.SimpleNamespace(module=net)) is net.lm_head.weight is L.unembedding(net)
