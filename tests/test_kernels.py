@@ -139,6 +139,7 @@ def test_flash_attention_large_heads(hs, causal):
 
 
 FA = importlib.import_module("kernels.flash_attention")  # the module, not the function kernels exports
+LP = importlib.import_module("kernels.logprobs")
 # every tuned entry (target, "16-bit" / "fp32", hs) and the default tile, each once
 SHIPPED = sorted({k[:3] for k in FA.TUNED_TILES} | {(90, "16-bit", 64), (90, "fp32", 64)})
 
@@ -364,6 +365,29 @@ def test_hidden_logprobs_gpt2_vocabulary_and_lead_shape():
     assert_close(dW, dW_ref, 1e-9, 1e-9, "dW")
 
 
+def test_hidden_logprobs_ref_defaults_to_temperature_one_without_entropy():
+    h, W, y, _, _ = hidden_case(4, 5, 3, 11)
+    want = torch.log_softmax(h @ W.t(), -1).gather(1, y[:, None]).squeeze(1)
+    assert_close(hidden_logprobs_ref(h, W, y), want, 1e-12, 1e-12, "log-probs at the defaults")
+
+
+def test_hidden_chunk_bounds_the_logits_of_a_chunk():
+    """hidden_chunk(V) rows hold at most 2**25 logits (128 MiB in fp32), one row more would not fit,
+    and a chunk has at least one row whatever V."""
+    for V in (1, 2, 97, 50257, 2**25):
+        c = LP.hidden_chunk(V)
+        assert type(c) is int and c * V <= 2**25 < (c + 1) * V, (V, c)
+    assert LP.hidden_chunk(50257) == 667 and LP.hidden_chunk(2**26) == 1
+
+
+def test_chunk_matmuls_take_the_autocast_dtype():
+    """The chunk matmuls run in autocast's dtype where it is on (bf16 on CUDA), else the inputs'."""
+    h, W = torch.randn(2, 3), torch.randn(5, 3, dtype=torch.float64)
+    assert LP._mm_dtype(h, W) == torch.float64
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert LP._mm_dtype(h, W) == torch.bfloat16
+
+
 # ----------------------------------------------------------------------------- dispatch
 FALLBACK_SCRIPT = """
 import sys, torch
@@ -389,3 +413,15 @@ def test_cpu_falls_back_to_references(case):
     env = {**os.environ, "TRITON_INTERPRET": "0" if case == "no-interpreter" else "1", "PYTHONPATH": str(root)}
     proc = subprocess.run([sys.executable, "-c", FALLBACK_SCRIPT, case], env=env, cwd=root, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_fused_logprobs_switch(monkeypatch):
+    """NANORLHF_FUSED_LOGPROBS=1 always fuses and 0 never, whatever the vocabulary; any other value
+    is refused with a message naming the variable (tests/test_model.py checks "auto")."""
+    import kernels._dispatch as D
+    for mode, want in (("1", True), ("0", False)):
+        monkeypatch.setattr(D, "FUSED_LOGPROBS", mode)
+        assert [D.use_fused_logprobs(torch.zeros(1), V) for V in (97, 50257)] == [want, want]
+    monkeypatch.setattr(D, "FUSED_LOGPROBS", "yes")
+    with pytest.raises(ValueError, match="NANORLHF_FUSED_LOGPROBS must be auto, 0 or 1, got 'yes'"):
+        D.use_fused_logprobs(torch.zeros(1), 97)
