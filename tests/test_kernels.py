@@ -74,7 +74,7 @@ seq_lens = st.one_of(st.sampled_from([1, 2, 15, 16, 17, 31, 32, 37]), st.integer
 head_sizes = st.sampled_from([16, 32])
 vocab_sizes = st.one_of(st.sampled_from([1, 2, 3, 64, 97, 128, 251, 300]), st.integers(1, 300))
 lead_shapes = st.sampled_from([(1,), (5,), (2, 3), (3, 1)])  # the (...) before V
-temperatures = st.sampled_from([1.0, 0.7, 1.6])
+temperatures = st.sampled_from([1.0, 0.7, 1.6, 2.0])
 logit_scales = st.sampled_from([1.0, 5.0, 30.0])
 
 
@@ -369,6 +369,59 @@ def test_hidden_logprobs_ref_defaults_to_temperature_one_without_entropy():
     h, W, y, _, _ = hidden_case(4, 5, 3, 11)
     want = torch.log_softmax(h @ W.t(), -1).gather(1, y[:, None]).squeeze(1)
     assert_close(hidden_logprobs_ref(h, W, y), want, 1e-12, 1e-12, "log-probs at the defaults")
+
+
+def test_hidden_logprobs_defaults_and_shape_check():
+    """Temperature 1 and no entropy by default; h and targets of different lengths are refused with
+    both shapes in the message."""
+    h, W, y, _, _ = hidden_case(5, 6, 3, 13)
+    assert_close(hidden_logprobs(h, W, y), hidden_logprobs_ref(h, W, y, 1.0), 1e-12, 1e-12, "log-probs at the defaults")
+    with pytest.raises(AssertionError, match=r"h \(6, 3\) vs targets \(5,\)"):
+        hidden_logprobs(h, W, y[:5])
+
+
+@pytest.mark.parametrize("wants", ["h", "W", "entropy only"])
+def test_hidden_logprobs_gradients_reach_what_asks_for_them(wants):
+    """A frozen head (only h needs a gradient), frozen hidden states (only W), and a loss on the
+    entropy alone (the log-probs' gradient is None): each against the float64 reference."""
+    h, W, y, g_lp, g_H = hidden_case(6, 9, 3, 17)
+    h.requires_grad_(wants != "W")
+    W.requires_grad_(wants != "h")
+    leaves = [x for x in (h, W) if x.requires_grad]
+
+    def grads(fn):
+        lp, ent = fn(h, W, y, 0.8, entropy=True, **({"chunk": 4} if fn is hidden_logprobs else {}))
+        loss = (ent * g_H).sum() + (0 if wants == "entropy only" else (lp * g_lp).sum())
+        return torch.autograd.grad(loss, leaves)
+
+    for a, e in zip(grads(hidden_logprobs), grads(hidden_logprobs_ref)):
+        assert_close(a, e, 1e-9, 1e-9, f"gradient ({wants})")
+
+
+def test_hidden_logprobs_matmuls_in_the_autocast_or_promoted_dtype(monkeypatch, reference_kernels):
+    """Under CPU autocast the chunk logits are bf16 (as on CUDA) and match a bf16 head's to fp32
+    rounding, with fp32 outputs and gradients; with mixed input dtypes the matmuls run in the
+    promoted one (float64 here), so both orders equal the float64 reference."""
+    seen, real = [], LP._chunk_stats
+    monkeypatch.setattr(LP, "_chunk_stats", lambda z, *a: seen.append(z.dtype) or real(z, *a))
+    h, W, y, g_lp, _ = hidden_case(7, 10, 8, 33, dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        lp = hidden_logprobs(h, W, y, chunk=4)
+    assert seen == [torch.bfloat16] * 3 and lp.dtype == torch.float32
+    want = torch.log_softmax((h.bfloat16() @ W.bfloat16().t()).float(), -1).gather(1, y[:, None]).squeeze(1)
+    assert_close(lp, want, 1e-5, 1e-5, "log-probs of bf16 logits")
+    dh, dW = torch.autograd.grad((lp * g_lp).sum(), (h, W))
+    assert dh.dtype == dW.dtype == torch.float32
+    for h_dtype, W_dtype in ((torch.float32, torch.float64), (torch.float64, torch.float32)):
+        h, W, y, g_lp, _ = hidden_case(8, 7, 5, 19)
+        h32, W32 = (x.detach().to(d).requires_grad_() for x, d in ((h, h_dtype), (W, W_dtype)))
+        lp = hidden_logprobs(h32, W32, y, 0.9, chunk=3)
+        got = (lp, *torch.autograd.grad((lp * g_lp).sum(), (h32, W32)))
+        lp64 = hidden_logprobs_ref(h32.double(), W32.double(), y, 0.9)
+        want = (lp64, *torch.autograd.grad((lp64 * g_lp).sum(), (h32, W32)))
+        assert got[0].dtype == torch.float64 and (got[1].dtype, got[2].dtype) == (h_dtype, W_dtype)
+        for name, a, e in zip(("logp", "dh", "dW"), got, want):
+            assert_close(a, e, 1e-6, 1e-6, f"{name} (h {h_dtype}, W {W_dtype})")
 
 
 def test_hidden_chunk_bounds_the_logits_of_a_chunk():
