@@ -138,6 +138,20 @@ def test_flash_attention_large_heads(hs, causal):
     check_attention(0, 1, 2, 19, hs, causal, torch.float32)
 
 
+def test_flash_attention_takes_a_given_scale_and_defaults_to_causal():
+    """sm_scale other than 1/sqrt(hs) (kernel and reference; the reference's equals scaling q), and
+    causal by default in both."""
+    q, k, v, do = (randn(1, 2, 19, 16, seed=40 + i) for i in range(4))
+    scaled = lambda fn: lambda q, k, v, causal: fn(q, k, v, causal=causal, sm_scale=0.3)
+    got = attention_and_grads(scaled(flash_attention), q, k, v, do, True)
+    want = attention_and_grads(scaled(flash_attention_ref), q.double(), k.double(), v.double(), do.double(), True)
+    for name, a, e in zip(("o", "dq", "dk", "dv"), got, want):
+        assert_close(a, e, *ATTN_TOL[torch.float32], f"{name} at sm_scale 0.3")
+    assert_close(flash_attention_ref(q.double() * 0.3 * 4, k.double(), v.double()), want[0], 1e-12, 1e-12, "q scaled")
+    assert torch.equal(flash_attention(q, k, v), flash_attention(q, k, v, causal=True))
+    assert torch.equal(flash_attention_ref(q, k, v), flash_attention_ref(q, k, v, causal=True))
+
+
 FA = importlib.import_module("kernels.flash_attention")  # the module, not the function kernels exports
 LP = importlib.import_module("kernels.logprobs")
 # every tuned entry (target, "16-bit" / "fp32", hs) and the default tile, each once
