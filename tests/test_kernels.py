@@ -13,6 +13,7 @@ import importlib
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -158,6 +159,40 @@ LP = importlib.import_module("kernels.logprobs")
 SHIPPED = sorted({k[:3] for k in FA.TUNED_TILES} | {(90, "16-bit", 64), (90, "fp32", 64)})
 
 
+TILE_KEYS = ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages")
+
+
+def test_attention_tiles_launch_the_tuned_table(monkeypatch):
+    """What each GPU gets: every TUNED_TILES entry for its (capability, dtype group, head size, kernel),
+    the default tile of the dtype's group elsewhere (an sm_87, a head size of 16); a CUDA tensor's
+    capability is read from its own device (_tiles), and the delta kernel takes 64 rows, 32 at hs 128."""
+    for (target, group, hs, kernel), tile in FA.TUNED_TILES.items():
+        for dtype in (torch.float32,) if group == "fp32" else (torch.float16, torch.bfloat16):
+            assert FA.attention_tiles(divmod(target, 10), dtype, hs)[kernel] == dict(zip(TILE_KEYS, tile))
+    for dtype, group in ((torch.float32, "fp32"), (torch.bfloat16, "16-bit")):
+        default = dict(zip(TILE_KEYS, FA.DEFAULT_TILE[group]))
+        assert FA.attention_tiles((8, 7), dtype, 128) == FA.attention_tiles((9, 0), dtype, 16) == \
+            {k: default for k in ("fwd", "dkdv", "dq")}
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d: {"cuda:1": (9, 0)}[d])
+    fake = types.SimpleNamespace(is_cuda=True, device="cuda:1", dtype=torch.float32, shape=(1, 2, 3, 128))
+    assert FA._tiles(fake) == FA.attention_tiles((9, 0), torch.float32, 128) != FA.attention_tiles((9, 0), torch.float32, 64)
+    assert FA._tiles(fake) != FA.attention_tiles((9, 0), torch.bfloat16, 128)
+    monkeypatch.setattr(FA, "INTERPRET", False)
+    assert [FA.pre_block(hs) for hs in (16, 32, 64, 128)] == [64, 64, 64, 32]
+    assert all(type(FA.pre_block(hs)) is int for hs in (16, 128))
+
+
+def test_flash_attention_checks_its_shapes_and_saves_the_row_logsumexp():
+    q = randn(2, 3, 5, 16, seed=50, dtype=torch.float32).requires_grad_()
+    o = flash_attention(q, q, q)
+    lse = o.grad_fn.saved_tensors[4]  # (B, nh, T): the backward recomputes P from it
+    assert lse.shape == (2, 3, 5) and lse.dtype == torch.float32
+    with pytest.raises(AssertionError, match=r"^q, k, v must all be \(B, nh, T, hs\)$"):
+        flash_attention(q, q, q[:, :, :4])
+    with pytest.raises(AssertionError, match="^head size must be 16, 32, 64 or 128$"):
+        flash_attention(*(randn(1, 1, 4, 8, seed=51) for _ in range(3)))
+
+
 @pytest.mark.skipif(DEVICE == "cuda", reason="on a GPU every test already runs the shipped tiles")
 @pytest.mark.parametrize("target,group,hs", SHIPPED)
 def test_flash_attention_shipped_gpu_tiles(monkeypatch, target, group, hs):
@@ -212,6 +247,7 @@ def check_against_reference(fn, ref, logits, *args, atol=1e-4, rtol=1e-5, grad_t
 @examples(40)
 @given(seed=seeds, lead=lead_shapes, V=vocab_sizes, dtype=dtypes, temperature=temperatures, scale=logit_scales)
 @example(seed=0, lead=(3,), V=1, dtype=torch.float32, temperature=1.0, scale=1.0)  # a one-word vocabulary
+@example(seed=2, lead=(2, 3), V=37, dtype=torch.float32, temperature=0.7, scale=5.0)  # (B, T, V) logits
 def test_token_logprobs_matches_reference(seed, lead, V, dtype, temperature, scale):
     logits = randn(*lead, V, seed=seed, dtype=dtype, scale=scale)
     targets = torch.randint(0, V, lead, generator=torch.Generator().manual_seed(seed)).to(DEVICE)
@@ -234,6 +270,47 @@ def test_token_kl_matches_reference(seed, lead, V, dtype, scale):
     ref_logits = logits + randn(*lead, V, seed=seed + 1, dtype=dtype)  # a nearby policy, as in PPO
     what = f"(lead={lead} V={V} {dtype} scale={scale})"
     check_against_reference(token_kl, token_kl_ref, logits, ref_logits, atol=1e-4, rtol=1e-4, what=what)
+
+
+def test_logits_with_a_strided_vocabulary_axis():
+    """A view whose vocabulary axis is not contiguous (here a transpose) is copied to unit stride
+    before the row kernels read it: values and gradients as for the contiguous tensor."""
+    logits = randn(13, 4, seed=70).t()  # (4, 13), stride (1, 4)
+    targets = torch.tensor([0, 5, 12, 3], device=DEVICE)
+    check_against_reference(token_logprobs, token_logprobs_ref, logits, targets, 0.7)
+    check_against_reference(token_entropy, token_entropy_ref, logits, 1.6)
+    check_against_reference(token_kl, token_kl_ref, logits, randn(13, 4, seed=71).t())
+
+
+def test_row_kernels_save_each_rows_max_and_logsumexp():
+    """The forward saves one (max, log-sum-exp) pair per row, (N, 2) fp32, for the backward."""
+    logits = randn(2, 3, 7, seed=72).requires_grad_()
+    saved = token_logprobs(logits, torch.zeros(2, 3, dtype=torch.long, device=DEVICE)).grad_fn.saved_tensors
+    assert saved[2].shape == (6, 2) and saved[2].dtype == torch.float32
+    saved = token_kl(logits, logits.detach() + 1).grad_fn.saved_tensors  # x, y, stats_x, stats_y, out
+    assert saved[2].shape == saved[3].shape == (6, 2) and saved[4].shape == (6,)
+    with pytest.raises(AssertionError, match=r"logits \(2, 3, 7\) vs ref_logits \(2, 3, 6\)"):
+        token_kl(logits, logits[..., :6])
+
+
+def test_each_wrapper_runs_its_kernel_under_the_interpreter_and_its_reference_without(monkeypatch):
+    """The dispatch (kernels/_dispatch.py): with the interpreter every wrapper launches its kernel and
+    never calls its reference; without it each returns exactly its reference, every argument passed."""
+    import kernels._dispatch as D
+    z, t, q = randn(3, 11, seed=60), torch.tensor([1, 0, 10], device=DEVICE), randn(1, 2, 5, 16, seed=61)
+    cases = [(token_logprobs, LP, "token_logprobs_ref", (z, t, 0.7)), (token_entropy, LP, "token_entropy_ref", (z, 0.7)),
+             (token_kl, LP, "token_kl_ref", (z, z.flip(0))), (flash_attention, FA, "flash_attention_ref", (q, q.flip(2), 2 * q, True, 0.3))]
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the reference ran where the kernel should")
+
+    for fn, module, ref_name, args in cases:
+        with monkeypatch.context() as m:
+            m.setattr(module, ref_name, boom)
+            fn(*args)
+    monkeypatch.setattr(D, "INTERPRET", False)
+    for fn, module, ref_name, args in cases:
+        assert torch.equal(fn(*args), getattr(module, ref_name)(*args)), fn.__name__
 
 
 def extreme_logits(seed, N, V, dtype):
