@@ -497,9 +497,9 @@ def test_hidden_logprobs_matmuls_in_the_autocast_or_promoted_dtype(monkeypatch, 
     monkeypatch.setattr(LP, "_chunk_stats", lambda z, *a: seen.append(z.dtype) or real(z, *a))
     h, W, y, g_lp, _ = hidden_case(7, 10, 8, 33, dtype=torch.float32)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        lp = hidden_logprobs(h, W, y, chunk=4)
+        lp = hidden_logprobs(h, W, y, 0.7, chunk=4)
     assert seen == [torch.bfloat16] * 3 and lp.dtype == torch.float32
-    want = torch.log_softmax((h.bfloat16() @ W.bfloat16().t()).float(), -1).gather(1, y[:, None]).squeeze(1)
+    want = torch.log_softmax((h.bfloat16() @ W.bfloat16().t()).float() / 0.7, -1).gather(1, y[:, None]).squeeze(1)
     assert_close(lp, want, 1e-5, 1e-5, "log-probs of bf16 logits")
     dh, dW = torch.autograd.grad((lp * g_lp).sum(), (h, W))
     assert dh.dtype == dW.dtype == torch.float32
