@@ -280,6 +280,8 @@ def test_logits_with_a_strided_vocabulary_axis():
     check_against_reference(token_logprobs, token_logprobs_ref, logits, targets, 0.7)
     check_against_reference(token_entropy, token_entropy_ref, logits, 1.6)
     check_against_reference(token_kl, token_kl_ref, logits, randn(13, 4, seed=71).t())
+    every_other = randn(4, 26, seed=73)[:, ::2]  # (4, 13), stride (26, 2)
+    check_against_reference(token_logprobs, token_logprobs_ref, every_other, targets, 1.0)
 
 
 def test_row_kernels_save_each_rows_max_and_logsumexp():
