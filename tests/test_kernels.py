@@ -155,6 +155,7 @@ def test_flash_attention_takes_a_given_scale_and_defaults_to_causal():
 
 FA = importlib.import_module("kernels.flash_attention")  # the module, not the function kernels exports
 LP = importlib.import_module("kernels.logprobs")
+D = importlib.import_module("kernels._dispatch")
 # every tuned entry (target, "16-bit" / "fp32", hs) and the default tile, each once
 SHIPPED = sorted({k[:3] for k in FA.TUNED_TILES} | {(90, "16-bit", 64), (90, "fp32", 64)})
 
@@ -298,7 +299,6 @@ def test_row_kernels_save_each_rows_max_and_logsumexp():
 def test_each_wrapper_runs_its_kernel_under_the_interpreter_and_its_reference_without(monkeypatch):
     """The dispatch (kernels/_dispatch.py): with the interpreter every wrapper launches its kernel and
     never calls its reference; without it each returns exactly its reference, every argument passed."""
-    import kernels._dispatch as D
     z, t, q = randn(3, 11, seed=60), torch.tensor([1, 0, 10], device=DEVICE), randn(1, 2, 5, 16, seed=61)
     cases = [(token_logprobs, LP, "token_logprobs_ref", (z, t, 0.7)), (token_entropy, LP, "token_entropy_ref", (z, 0.7)),
              (token_kl, LP, "token_kl_ref", (z, z.flip(0))), (flash_attention, FA, "flash_attention_ref", (q, q.flip(2), 2 * q, True, 0.3))]
@@ -458,17 +458,13 @@ def test_hidden_logprobs_gpt2_vocabulary_and_lead_shape():
     assert_close(dW, dW_ref, 1e-9, 1e-9, "dW")
 
 
-def test_hidden_logprobs_ref_defaults_to_temperature_one_without_entropy():
-    h, W, y, _, _ = hidden_case(4, 5, 3, 11)
-    want = torch.log_softmax(h @ W.t(), -1).gather(1, y[:, None]).squeeze(1)
-    assert_close(hidden_logprobs_ref(h, W, y), want, 1e-12, 1e-12, "log-probs at the defaults")
-
-
 def test_hidden_logprobs_defaults_and_shape_check():
-    """Temperature 1 and no entropy by default; h and targets of different lengths are refused with
-    both shapes in the message."""
+    """Temperature 1 and no entropy by default, in the kernel and its reference; h and targets of
+    different lengths are refused with both shapes in the message."""
     h, W, y, _, _ = hidden_case(5, 6, 3, 13)
-    assert_close(hidden_logprobs(h, W, y), hidden_logprobs_ref(h, W, y, 1.0), 1e-12, 1e-12, "log-probs at the defaults")
+    want = torch.log_softmax(h @ W.t(), -1).gather(1, y[:, None]).squeeze(1)
+    assert_close(hidden_logprobs_ref(h, W, y), want, 1e-12, 1e-12, "reference log-probs at the defaults")
+    assert_close(hidden_logprobs(h, W, y), want, 1e-12, 1e-12, "log-probs at the defaults")
     with pytest.raises(AssertionError, match=r"h \(6, 3\) vs targets \(5,\)"):
         hidden_logprobs(h, W, y[:5])
 
@@ -495,6 +491,9 @@ def test_hidden_logprobs_matmuls_in_the_autocast_or_promoted_dtype(monkeypatch, 
     """Under CPU autocast the chunk logits are bf16 (as on CUDA) and match a bf16 head's to fp32
     rounding, with fp32 outputs and gradients; with mixed input dtypes the matmuls run in the
     promoted one (float64 here), so both orders equal the float64 reference."""
+    assert LP._mm_dtype(torch.randn(2, 3), torch.randn(5, 3, dtype=torch.float64)) == torch.float64
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert LP._mm_dtype(torch.randn(2, 3), torch.randn(5, 3, dtype=torch.float64)) == torch.bfloat16
     seen, real = [], LP._chunk_stats
     monkeypatch.setattr(LP, "_chunk_stats", lambda z, *a: seen.append(z.dtype) or real(z, *a))
     h, W, y, g_lp, _ = hidden_case(7, 10, 8, 33, dtype=torch.float32)
@@ -524,14 +523,6 @@ def test_hidden_chunk_bounds_the_logits_of_a_chunk():
         c = LP.hidden_chunk(V)
         assert type(c) is int and c * V <= 2**25 < (c + 1) * V, (V, c)
     assert LP.hidden_chunk(50257) == 667 and LP.hidden_chunk(2**26) == 1
-
-
-def test_chunk_matmuls_take_the_autocast_dtype():
-    """The chunk matmuls run in autocast's dtype where it is on (bf16 on CUDA), else the inputs'."""
-    h, W = torch.randn(2, 3), torch.randn(5, 3, dtype=torch.float64)
-    assert LP._mm_dtype(h, W) == torch.float64
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert LP._mm_dtype(h, W) == torch.bfloat16
 
 
 # ----------------------------------------------------------------------------- dispatch
@@ -564,7 +555,6 @@ def test_cpu_falls_back_to_references(case):
 def test_fused_logprobs_switch(monkeypatch):
     """NANORLHF_FUSED_LOGPROBS=1 always fuses and 0 never, whatever the vocabulary; any other value
     is refused with a message naming the variable (tests/test_model.py checks "auto")."""
-    import kernels._dispatch as D
     for mode, want in (("1", True), ("0", False)):
         monkeypatch.setattr(D, "FUSED_LOGPROBS", mode)
         assert [D.use_fused_logprobs(torch.zeros(1), V) for V in (97, 50257)] == [want, want]
